@@ -1,0 +1,66 @@
+import pytest
+
+from utils import env
+
+
+def test_explicit_smoke_profile_is_used_with_its_reason():
+    assert env.choose_profile("smoke") == ("smoke", "PROFILE='smoke' was asked for")
+
+
+def test_unknown_profile_names_the_valid_ones():
+    with pytest.raises(env.ProfileError, match="unknown profile 'fast'.*'smoke'"):
+        env.choose_profile("fast")
+
+
+def test_cpu_profile_offline_says_to_use_smoke(monkeypatch):
+    monkeypatch.setattr(env, "hub_reachable", lambda timeout=2.0: False)
+    with pytest.raises(env.ProfileError, match="profile cpu needs the Hugging Face Hub.*PROFILE='smoke'"):
+        env.choose_profile("cpu")
+
+
+def test_gpu_profile_without_cuda_is_refused(monkeypatch):
+    monkeypatch.setattr(env, "hub_reachable", lambda timeout=2.0: True)
+    monkeypatch.setattr(env, "cuda_available", lambda: False)
+    with pytest.raises(env.ProfileError, match="needs a CUDA GPU"):
+        env.choose_profile("gpu")
+
+
+@pytest.mark.parametrize("cuda,hub,expected", [(True, True, "gpu"), (False, True, "cpu"), (False, False, "smoke")])
+def test_auto_follows_the_machine(monkeypatch, cuda, hub, expected):
+    monkeypatch.delenv("COURSE_PROFILE", raising=False)
+    monkeypatch.setattr(env, "cuda_available", lambda: cuda)
+    monkeypatch.setattr(env, "hub_reachable", lambda timeout=2.0: hub)
+    profile, reason = env.choose_profile("auto")
+    assert profile == expected and reason.startswith("auto:")
+
+
+def test_course_profile_variable_overrides_auto(monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "smoke")
+    assert env.choose_profile("auto")[0] == "smoke"
+
+
+def test_hub_is_unreachable_in_offline_mode(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert env.hub_reachable() is False
+
+
+SETTINGS = {"smoke": {"model": "local:tiny-gpt2", "steps": 3}, "cpu": {"model": "gpt2", "steps": 9},
+            "gpu": {"model": "gpt2", "steps": 99}}
+
+
+def test_start_merges_overrides_and_makes_the_output_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_RUNS_DIR", str(tmp_path))
+    ctx = env.start("99_demo", "smoke", SETTINGS, steps=5, model=None)
+    assert ctx["steps"] == 5 and ctx["model"] == "local:tiny-gpt2"
+    assert ctx.out_dir == tmp_path / "99_demo" and ctx.out_dir.is_dir()
+    table = ctx.table()
+    assert table.loc["profile"].iloc[0] == "smoke" and "set in parameters" in table.loc["steps"].iloc[0]
+    assert {"runs on", "device", "why"} <= set(table.index)
+
+
+def test_start_rejects_unknown_settings_and_incomplete_profiles(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_RUNS_DIR", str(tmp_path))
+    with pytest.raises(env.ProfileError, match="unknown setting"):
+        env.start("99_demo", "smoke", SETTINGS, stepz=5)
+    with pytest.raises(env.ProfileError, match="missing for profile"):
+        env.start("99_demo", "smoke", {"smoke": {}})

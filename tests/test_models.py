@@ -1,0 +1,45 @@
+import pytest
+
+from utils import assets, models
+
+
+def test_local_tiny_gpt2_builds_once_and_round_trips(monkeypatch):
+    path = assets.local_model("tiny-gpt2")
+    assert path == assets.local_model("tiny-gpt2")  # cached: same folder, not rebuilt
+    tok = models.load_tokenizer("local:tiny-gpt2")
+    text = "Tokenizers meet café and 🙂."
+    assert tok.decode(tok(text)["input_ids"]) == text  # byte-level BPE round-trips any text
+    model = models.load_causal_lm("local:tiny-gpt2")
+    assert model.config.vocab_size == len(tok)
+
+
+def test_local_tiny_llama_has_sentencepiece_and_chat_template():
+    path = assets.local_model("tiny-llama")
+    assert (path / "tokenizer.model").exists()  # what llama.cpp's converter reads
+    tok = models.load_tokenizer("local:tiny-llama")
+    prompt = tok.apply_chat_template([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+                                     tokenize=False)
+    assert prompt == "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST]"
+    cfg = models.load_causal_lm("local:tiny-llama").config
+    assert cfg.num_key_value_heads < cfg.num_attention_heads  # grouped-query attention, as in Llama-2-70B and later
+
+
+def test_minilm_ships_bert_uncased_wordpiece():
+    tok = models.load_tokenizer("local:minilm")
+    assert tok.tokenize("Unhappiness") == ["un", "##ha", "##pp", "##iness"]
+
+
+def test_unknown_local_model_lists_the_choices():
+    with pytest.raises(assets.AssetError, match="unknown local model 'local:nope'.*'local:tiny-gpt2'"):
+        models.resolve("local:nope")
+
+
+def test_hub_model_offline_says_what_to_do(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(models.ModelUnavailableError, match="cannot be loaded offline.*PROFILE='smoke'"):
+        models.load_tokenizer("no-such-org/no-such-model")
+
+
+def test_empty_model_name_is_an_error():
+    with pytest.raises(models.ModelUnavailableError, match="non-empty string"):
+        models.resolve("")

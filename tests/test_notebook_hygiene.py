@@ -1,0 +1,44 @@
+"""Notebooks are committed clean, carry the current shared cells, and the README/CI wiring stays intact."""
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from utils import notebooks
+from utils.env import ROOT
+
+EXPECTED = ["01_tokenization", "02_bpe_from_scratch", "03_full_finetune_gpt2", "04_lora_qlora", "05_llama2_squad",
+            "06_dpo", "07_gguf_inference"]
+
+
+def test_the_course_has_its_seven_notebooks():
+    assert [p.stem for p in notebooks.course_notebooks()] == EXPECTED
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_notebook_is_clean_and_current(name):
+    nb = nbformat.read(ROOT / f"{name}.ipynb", as_version=4)
+    assert notebooks.problems(nb, f"{name}.ipynb") == []
+
+
+def test_hygiene_check_catches_outputs_and_stale_setup_cell(tmp_path):
+    nb = nbformat.read(ROOT / f"{EXPECTED[0]}.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    code[0].source += "\n# edited by hand"
+    code[1].outputs = [nbformat.v4.new_output("stream", text="hi")]
+    nb.metadata["widgets"] = {}
+    found = "\n".join(notebooks.problems(nb, "x.ipynb"))
+    assert "not the current setup cell" in found and "has outputs" in found and "widgets" in found
+
+
+def test_code_and_notebooks_pass_the_linter():
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ci_runs_the_test_command_written_in_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    assert "make test" in readme and "make course" in readme and "make lab" in readme
+    assert "make test" in (ROOT / ".ci" / "run").read_text()

@@ -1,0 +1,19 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from utils import env, report
+
+
+def test_results_json_has_headline_and_plain_types(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_RUNS_DIR", str(tmp_path))
+    ctx = env.start("99_demo", "smoke", {"smoke": {}, "cpu": {}, "gpu": {}})
+    table = pd.DataFrame({"method": ["full"], "ppl": [np.float32(3.5)]})
+    path = report.save_results(ctx, {"table": table, "nan": float("nan"), "arr": np.arange(3)}, {"ppl": 3.5})
+    doc = json.loads(path.read_text())
+    assert doc["headline"] == {"ppl": 3.5} and doc["profile"] == "smoke"
+    assert doc["results"] == {"table": [{"index": 0, "method": "full", "ppl": 3.5}], "nan": None, "arr": [0, 1, 2]}
+    with pytest.raises(ValueError, match="headline"):
+        report.save_results(ctx, {}, {})

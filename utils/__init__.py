@@ -1,0 +1,1 @@
+"""Shared helpers for the LLM course notebooks: profiles, data, smoke assets, models and reporting."""

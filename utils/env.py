@@ -1,0 +1,152 @@
+"""Where a notebook runs and which run profile it uses: smoke (offline, tiny), cpu (laptop) or gpu (Colab/Kaggle)."""
+from __future__ import annotations
+
+import os
+import platform as _platform
+import random
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROFILES = ("smoke", "cpu", "gpu")
+ROOT = Path(__file__).resolve().parent.parent
+HUB_HOST = os.environ.get("COURSE_HUB_HOST", "huggingface.co")
+
+
+class ProfileError(ValueError):
+    """A profile that does not exist or cannot run on this machine."""
+
+
+def detect_platform() -> str:
+    """Return 'Colab', 'Kaggle' or 'local'."""
+    if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:
+        return "Colab"
+    if "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
+        return "Kaggle"
+    return "local"
+
+
+def cuda_available() -> bool:
+    """True when torch sees a CUDA device."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def device_name() -> str:
+    """A readable name of the device torch will use."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda ({torch.cuda.get_device_name(0)})"
+    return f"cpu ({os.cpu_count()} cores, {_platform.machine()})"
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """True when the Hugging Face Hub answers a TCP connection within `timeout` seconds (and offline mode is off)."""
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    try:
+        with socket.create_connection((HUB_HOST, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def choose_profile(requested: str = "auto") -> tuple[str, str]:
+    """Resolve `requested` ('auto', 'smoke', 'cpu', 'gpu') to a profile and the reason for it."""
+    requested = (requested or "auto").strip().lower()
+    if requested == "auto":
+        requested = os.environ.get("COURSE_PROFILE", "auto").strip().lower()
+        if requested != "auto":
+            return _check(requested, f"COURSE_PROFILE={requested} in the environment")
+        if cuda_available():
+            return "gpu", "auto: a CUDA GPU is present"
+        if hub_reachable():
+            return "cpu", "auto: no GPU, the Hugging Face Hub answers"
+        return "smoke", "auto: no GPU and the Hugging Face Hub did not answer (offline)"
+    return _check(requested, f"PROFILE='{requested}' was asked for")
+
+
+def _check(profile: str, reason: str) -> tuple[str, str]:
+    if profile not in PROFILES:
+        raise ProfileError(f"unknown profile '{profile}': use one of 'auto', " + ", ".join(f"'{p}'" for p in PROFILES))
+    if profile in ("cpu", "gpu") and not hub_reachable():
+        raise ProfileError(
+            f"profile {profile} needs the Hugging Face Hub; it did not answer — use PROFILE='smoke' "
+            "(offline, tiny local models) or connect to the internet"
+        )
+    if profile == "gpu" and not cuda_available():
+        raise ProfileError("profile gpu needs a CUDA GPU and torch sees none — on Colab choose Runtime > Change "
+                           "runtime type > T4 GPU, or use PROFILE='cpu'")
+    return profile, reason
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch so that a rerun gives the same numbers."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def runs_dir() -> Path:
+    """Folder for executed notebooks and results (COURSE_RUNS_DIR, default runs/ in the repository)."""
+    return Path(os.environ.get("COURSE_RUNS_DIR", ROOT / "runs"))
+
+
+@dataclass
+class RunContext:
+    """What a notebook run uses: profile, why, device, the resolved settings and its output folder."""
+
+    notebook: str
+    profile: str
+    reason: str
+    platform: str
+    device: str
+    settings: dict[str, Any]
+    out_dir: Path
+    seed: int = 0
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.settings[key]
+
+    def table(self):
+        """One short table: where it runs, device, profile and why, and the settings in use."""
+        import pandas as pd
+
+        rows = [("runs on", self.platform), ("device", self.device), ("profile", self.profile), ("why", self.reason)]
+        for key, value in self.settings.items():
+            note = " (set in parameters)" if key in self.overrides else ""
+            rows.append((key, f"{value}{note}"))
+        rows.append(("outputs", str(self.out_dir)))
+        return pd.DataFrame(rows, columns=["", self.notebook]).set_index("")
+
+
+def start(notebook: str, profile: str, settings_by_profile: dict[str, dict[str, Any]], seed: int = 0,
+          **overrides: Any) -> RunContext:
+    """Choose the profile, merge its settings with the learner's overrides (None = profile default), seed, and
+    make the run's output folder. Smoke runs are forced offline so that nothing reaches for the network."""
+    name, reason = choose_profile(profile)
+    missing = [p for p in PROFILES if p not in settings_by_profile]
+    if missing:
+        raise ProfileError(f"{notebook}: settings are missing for profile(s) {missing}")
+    settings = dict(settings_by_profile[name])
+    given = {k: v for k, v in overrides.items() if v is not None}
+    unknown = sorted(set(given) - set(settings))
+    if unknown:
+        raise ProfileError(f"{notebook}: unknown setting(s) {unknown}; known: {sorted(settings)}")
+    settings.update(given)
+    if name == "smoke":
+        for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            os.environ[var] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    set_seed(seed)
+    out = runs_dir() / notebook
+    out.mkdir(parents=True, exist_ok=True)
+    return RunContext(notebook, name, reason, detect_platform(), device_name(), settings, out, seed, given)

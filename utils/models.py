@@ -1,0 +1,68 @@
+"""Load tokenizers and models by name: 'local:<name>' for the offline assets, otherwise a Hub id or a folder."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .assets import local_model
+from .env import hub_reachable
+
+
+class ModelUnavailableError(RuntimeError):
+    """A model that cannot be loaded here (offline and not cached, or a wrong name)."""
+
+
+def resolve(name: str) -> str:
+    """'local:<name>' -> the folder of the built asset; anything else is returned unchanged."""
+    if not isinstance(name, str) or not name.strip():
+        raise ModelUnavailableError(f"model name must be a non-empty string, got {name!r}")
+    return str(local_model(name[len("local:"):])) if name.startswith("local:") else name
+
+
+def _load(loader: Any, name: str, **kwargs: Any) -> Any:
+    path = resolve(name)
+    try:
+        return loader.from_pretrained(path, **kwargs)
+    except OSError as err:
+        if Path(path).exists():
+            raise
+        if not hub_reachable():
+            raise ModelUnavailableError(
+                f"model '{name}' cannot be loaded offline: it is not in the local Hugging Face cache and the Hub "
+                "did not answer — use PROFILE='smoke' (local tiny models) or connect to the internet") from err
+        raise ModelUnavailableError(f"model '{name}' could not be loaded from the Hub ({err}); check the name, "
+                                    "and for gated models (Meta's Llama-2) log in with a token") from err
+
+
+def load_tokenizer(name: str, **kwargs: Any):
+    """AutoTokenizer for `name`, with a pad token (the EOS token) where the model has none."""
+    from transformers import AutoTokenizer
+
+    tok = _load(AutoTokenizer, name, **kwargs)
+    if tok.pad_token is None and tok.eos_token is not None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_causal_lm(name: str, **kwargs: Any):
+    """AutoModelForCausalLM for `name`; keyword arguments go to from_pretrained (dtype, quantization_config, …)."""
+    from transformers import AutoModelForCausalLM
+
+    return _load(AutoModelForCausalLM, name, **kwargs)
+
+
+def compute_dtype():
+    """bfloat16 where the hardware runs it (CPU, Ampere+ GPUs), else float16 (a T4): the 4-bit compute dtype."""
+    import torch
+
+    if torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+def four_bit_config():
+    """QLoRA's quantization: 4-bit NF4 weights with double quantization, computing in `compute_dtype()`."""
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute_dtype())

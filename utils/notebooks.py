@@ -1,0 +1,123 @@
+"""One source for the cells every notebook shares (Colab/Kaggle setup, badges) and the notebook hygiene rules.
+
+Usage: python -m utils.notebooks sync    (rewrite the shared cells, strip outputs and metadata)
+       python -m utils.notebooks check   (list problems; exit 1 if any)
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+
+from .env import ROOT
+
+REPO = "llm-course/llm-finetuning-course"  # GitHub owner/name: the one place the repository address is written
+BRANCH = "main"
+SETUP_TAG = "course-setup"
+
+SETUP_CELL = f'''# Course setup, the same cell in every notebook. On Colab or Kaggle it fetches the course and installs
+# the tested versions of what the platform lacks (never torch: the platform's own GPU build is kept).
+# Locally it only checks that the notebook runs from the repository root (`make lab` starts it there).
+import os
+import subprocess
+import sys
+
+REPO_URL = "https://github.com/{REPO}"
+HOSTED = "google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ
+if HOSTED and not os.path.isdir("utils"):
+    folder = REPO_URL.rsplit("/", 1)[-1]
+    if not os.path.isdir(folder):
+        subprocess.run(["git", "clone", "-q", "--depth", "1", REPO_URL, folder], check=True)
+    os.chdir(folder)
+if HOSTED:
+    import numpy
+    reqs = [r for r in open("requirements.txt").read().splitlines() if r.strip() and not r.startswith(("#", "torch"))]
+    # llama-cpp-python's own index has prebuilt CPU wheels; without one pip compiles llama.cpp (several minutes).
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--extra-index-url",
+                    "https://abetlen.github.io/llama-cpp-python/whl/cpu", *reqs], check=True)
+    new = subprocess.run([sys.executable, "-c", "import numpy; print(numpy.__version__)"],
+                         capture_output=True, text=True).stdout.strip()
+    if new != numpy.__version__:
+        print(f"numpy changed ({{numpy.__version__}} -> {{new}}): restart the runtime (Runtime > Restart session), "
+              "then run all cells again.")
+if not os.path.isdir("utils"):
+    raise RuntimeError("Open this notebook from the course repository's root folder (`make lab` does), "
+                       "or on Colab/Kaggle, where this cell fetches the course.")
+'''
+
+
+def badges(name: str) -> str:
+    """The 'Open in Colab' and 'Open in Kaggle' badges for notebook file `name`."""
+    url = f"github.com/{REPO}/blob/{BRANCH}/{name}"
+    return (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+            f"(https://colab.research.google.com/{url}) "
+            f"[![Open In Kaggle](https://kaggle.com/static/images/open-in-kaggle.svg)]"
+            f"(https://kaggle.com/kernels/welcome?src=https://{url})")
+
+
+def course_notebooks() -> list[Path]:
+    """The numbered course notebooks at the repository root."""
+    return sorted(ROOT.glob("[0-9][0-9]_*.ipynb"))
+
+
+def problems(nb: nbformat.NotebookNode, name: str) -> list[str]:
+    """What breaks the rules: outputs, execution counts, extra metadata, stale shared cells, parameters cell."""
+    found = []
+    extra = set(nb.metadata) - {"kernelspec", "language_info"}
+    if extra:
+        found.append(f"{name}: notebook metadata has {sorted(extra)}")
+    if not nb.cells or nb.cells[0].cell_type != "markdown" or badges(name) not in nb.cells[0].source:
+        found.append(f"{name}: the first cell must be markdown with the current badges")
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    if not code or code[0].source != SETUP_CELL.strip():
+        found.append(f"{name}: the first code cell is not the current setup cell (run python -m utils.notebooks sync)")
+    if sum("parameters" in c.metadata.get("tags", []) for c in code) != 1:
+        found.append(f"{name}: needs exactly one code cell tagged 'parameters'")
+    for i, cell in enumerate(nb.cells):
+        if set(cell.metadata) - {"tags"}:
+            found.append(f"{name} cell {i}: metadata has {sorted(set(cell.metadata) - {'tags'})}")
+        if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None):
+            found.append(f"{name} cell {i}: has outputs or an execution count")
+    return found
+
+
+def sync(path: Path) -> bool:
+    """Rewrite the badges and setup cell from their one source, strip outputs and metadata; True if changed."""
+    nb = nbformat.read(path, as_version=4)
+    before = nbformat.writes(nb)
+    nb.metadata = {k: v for k, v in nb.metadata.items() if k in ("kernelspec", "language_info")}
+    nb.metadata.setdefault("kernelspec", {"display_name": "Python 3", "language": "python", "name": "python3"})
+    nb.metadata.setdefault("language_info", {"name": "python"})
+    first = nb.cells[0]
+    lines = [ln for ln in first.source.splitlines() if not ln.startswith("[![Open In Colab]")]
+    lines.insert(1 if lines and lines[0].startswith("#") else 0, "\n" + badges(path.name) + "\n")
+    first.source = "\n".join(lines).replace("\n\n\n", "\n\n").strip()
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    code[0].source = SETUP_CELL.strip()
+    code[0].metadata["tags"] = [SETUP_TAG]
+    for cell in nb.cells:
+        cell.metadata = {k: v for k, v in cell.metadata.items() if k == "tags"}
+        cell.pop("id", None)
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nb.nbformat_minor = 4  # no cell ids: stable diffs
+    after = nbformat.writes(nb)
+    if after != before:
+        path.write_text(after + "\n", encoding="utf-8")
+    return after != before
+
+
+def main(argv: list[str] | None = None) -> int:
+    cmd = (argv or sys.argv[1:] or ["check"])[0]
+    if cmd == "sync":
+        for path in course_notebooks():
+            print(f"{path.name}: {'updated' if sync(path) else 'unchanged'}")
+        return 0
+    found = [p for path in course_notebooks() for p in problems(nbformat.read(path, as_version=4), path.name)]
+    print("\n".join(found) or "all notebooks clean")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

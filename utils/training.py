@@ -1,0 +1,120 @@
+"""Measuring training runs: parameter counts, freezing, wall time, tokens/s, peak memory, loss curves."""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+
+def count_parameters(model) -> dict[str, float]:
+    """Trainable and total parameter counts (unique tensors, so tied weights count once) and the share trainable."""
+    seen, total, trainable = set(), 0, 0
+    for p in model.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        n = p.numel() * (2 if p.__class__.__name__ == "Params4bit" else 1)  # 4-bit packs two values per byte
+        total += n
+        trainable += n if p.requires_grad else 0
+    return {"trainable": trainable, "total": total, "trainable_pct": 100.0 * trainable / max(total, 1)}
+
+
+def freeze_all_but(model, prefixes: Iterable[str]) -> list[str]:
+    """Freeze every parameter except those whose name starts with one of `prefixes`; return the trainable names.
+    Raises ValueError when a prefix matches nothing (a typo would silently freeze the whole model)."""
+    prefixes = list(prefixes)
+    names = [n for n, _ in model.named_parameters()]
+    unmatched = [p for p in prefixes if not any(n.startswith(p) for n in names)]
+    if unmatched:
+        raise ValueError(f"no parameter name starts with {unmatched}; names look like {names[:3]}")
+    for name, param in model.named_parameters():
+        param.requires_grad = any(name.startswith(p) for p in prefixes)
+    return [n for n, p in model.named_parameters() if p.requires_grad]
+
+
+@dataclass
+class Measure:
+    """`with Measure() as m: ...` → m.seconds, m.peak_mb (CUDA max allocated on GPU, sampled process RSS on CPU).
+    Call m.tokens(n) to count processed tokens; m.tokens_per_s then follows."""
+
+    interval: float = 0.02
+    seconds: float = 0.0
+    peak_mb: float = 0.0
+    n_tokens: int = 0
+    memory_kind: str = ""
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def tokens(self, n: int) -> None:
+        self.n_tokens += int(n)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.n_tokens / self.seconds if self.seconds else 0.0
+
+    def __enter__(self) -> Measure:
+        import torch
+
+        self._cuda = torch.cuda.is_available()
+        if self._cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.memory_kind = "CUDA max allocated"
+        else:
+            self.memory_kind = "process RSS (sampled)"
+            self._proc = psutil.Process()
+            self._peak = self._proc.memory_info().rss
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        self._t0 = time.perf_counter()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._peak = max(self._peak, self._proc.memory_info().rss)
+
+    def __exit__(self, *exc: Any) -> None:
+        import torch
+
+        if self._cuda:
+            torch.cuda.synchronize()
+        self.seconds = time.perf_counter() - self._t0
+        if self._cuda:
+            self.peak_mb = torch.cuda.max_memory_allocated() / 2**20
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak_mb = max(self._peak, self._proc.memory_info().rss) / 2**20
+
+
+def loss_history(log_history: list[dict[str, Any]]) -> dict[str, list[tuple[int, float]]]:
+    """Split a transformers Trainer's `state.log_history` into train and eval loss curves of (step, loss)."""
+    curves: dict[str, list[tuple[int, float]]] = {"train": [], "eval": []}
+    for entry in log_history:
+        if "loss" in entry:
+            curves["train"].append((entry["step"], entry["loss"]))
+        if "eval_loss" in entry:
+            curves["eval"].append((entry["step"], entry["eval_loss"]))
+    return curves
+
+
+def plot_losses(curves_by_run: dict[str, dict[str, list[tuple[int, float]]]], title: str = "Loss"):
+    """One plot: a train (solid) and eval (dashed) curve per run; returns the matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (run, curves) in enumerate(curves_by_run.items()):
+        color = f"C{i}"
+        for split, style in (("train", "-"), ("eval", "--")):
+            if curves.get(split):
+                steps, losses = zip(*curves[split])
+                ax.plot(steps, losses, style, color=color, marker="o" if split == "eval" else None,
+                        label=f"{run} ({split})")
+    ax.set(xlabel="step", ylabel="loss", title=title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
