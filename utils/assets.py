@@ -123,12 +123,13 @@ def _pretrain(model, tok, steps: int, block: int = 128, batch: int = 16, lr: flo
     if steps <= 0:
         return
     import torch
+    from tqdm.auto import trange
 
     ids = torch.tensor(tok(corpus_text("train"), add_special_tokens=False)["input_ids"])
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(0)
     model.train()
-    for _ in range(steps):
+    for _ in trange(steps, desc=f"warming up the local {model.config.model_type} model (built once, then cached)"):
         starts = torch.randint(0, len(ids) - block - 1, (batch,), generator=gen)
         x = torch.stack([ids[s:s + block] for s in starts])
         loss = model(input_ids=x, labels=x).loss
