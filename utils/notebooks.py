@@ -49,11 +49,11 @@ if not os.path.isdir("utils"):
 
 def badges(name: str) -> str:
     """The 'Open in Colab' and 'Open in Kaggle' badges for notebook file `name`."""
-    url = f"github.com/{REPO}/blob/{BRANCH}/{name}"
+    path = f"{REPO}/blob/{BRANCH}/{name}"
     return (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-            f"(https://colab.research.google.com/{url}) "
+            f"(https://colab.research.google.com/github/{path}) "
             f"[![Open In Kaggle](https://kaggle.com/static/images/open-in-kaggle.svg)]"
-            f"(https://kaggle.com/kernels/welcome?src=https://{url})")
+            f"(https://kaggle.com/kernels/welcome?src=https://github.com/{path})")
 
 
 def course_notebooks() -> list[Path]:
