@@ -29,7 +29,7 @@ SOLUTION_TAG, CHECK_TAG = "solution", "check"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 _MARKER = re.compile(r"^(\s*)#+\s*(BEGIN|END)\s+SOLUTION\b(.*)$", re.IGNORECASE)
 _CHECK_CALL = re.compile(r"""\bcheck\(\s*["']([^"']+)["']""")
-_HEADING = re.compile(r"^#{1,6}\s*Exercise\s+(\S+)", re.MULTILINE)
+_HEADING = re.compile(r"^#{1,6}\s*Exercise\s+([0-9]+\.[0-9]+)", re.MULTILINE)
 _NUMBER = re.compile(r"(?:^|[^0-9])([0-9]{2})_")
 STUDENT_NOTE = ("**Student copy.** Your exercises are the cells that say `YOUR CODE HERE` (or raise "
                 "`NotImplementedError`); run the check cell below each one. Open this file from the course folder's "
