@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PROFILE ?= auto
 
-.PHONY: setup course test lab
+.PHONY: setup course test lab student grade
 
 setup:  ## create .venv: torch first (kept if present), then requirements.txt and the test tools
 	@bash scripts/setup.sh --dev
@@ -17,3 +17,12 @@ test: setup  ## lint, unit tests, and every notebook executed in the smoke profi
 
 lab: setup  ## open JupyterLab with the course kernel, from the repository root
 	@$(PY) -m jupyter lab
+
+student: setup  ## student copies of every notebook in student/ (git-ignored): solutions stubbed, checks kept, no outputs
+	@echo "[student] writing student copies of the notebooks to student/"
+	@$(PY) -m utils.instructor student --out student
+
+grade: setup  ## grade completed notebooks: make grade DIR=submissions [CSV=grades.csv]; runs each in smoke, writes a CSV
+	@test -n "$(DIR)" || { echo "usage: make grade DIR=<folder> (one subfolder per student, or <student>__<notebook>.ipynb files)"; exit 2; }
+	@echo "[grade] executing every notebook in $(DIR) in the smoke profile; executed copies in runs/grading/"
+	@$(PY) -m utils.instructor grade "$(DIR)" $(if $(CSV),--csv "$(CSV)")

@@ -21,3 +21,27 @@ def test_pass_fail_not_done_and_crash_are_reported_and_recorded(tmp_path, monkey
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     assert [(r["exercise"], r["passed"]) for r in rows] == [("9.1", True), ("9.2", False), ("9.3", False),
                                                              ("9.4", False)]
+
+
+answer = None  # a top-level answer the learner has not written yet (a module global, as in a notebook)
+words = ["a", "b"]
+
+
+def test_a_failed_check_reading_an_answer_still_none_says_not_done(capsys):
+    assert not checks.check("9.5", lambda: answer == 42, hint="h")
+    assert not checks.check("9.6", lambda: len(answer) == 2, hint="h")  # TypeError on None: still not done
+    assert not checks.check("9.7", lambda: all(w in answer for w in words), hint="h")  # inside a generator
+    assert checks.check("9.8", lambda: answer is None, hint="h")  # a passing check is never turned into a failure
+
+    def enclosed():
+        result = None
+        return checks.check("9.9", lambda: result == [1], hint="h")
+
+    assert not enclosed()
+    assert not checks.check("9.10", lambda: words == [], hint="h")  # no None in sight: the ordinary message
+    out = capsys.readouterr().out
+    for exercise in ("9.5", "9.6", "9.7"):
+        assert f"❌ Exercise {exercise}: not done yet: `answer` is still None" in out
+    assert "❌ Exercise 9.9: not done yet: `result` is still None" in out
+    assert "✅ Exercise 9.8 passed" in out
+    assert "❌ Exercise 9.10: the result is not what the exercise asks for" in out
