@@ -79,11 +79,14 @@ def test_every_prefix_of_the_merges_is_a_tokenizer(trained, corpus):
 
 
 def test_pre_split_keeps_merges_inside_categories(corpus):
-    def crossing(tok):  # ASCII tokens that are not one chunk of the GPT-2 split (letters glued to punctuation...)
-        return [t for t in tok.vocab.values() if t.isascii() and not bpe.regex.fullmatch(bpe.GPT2_SPLIT_PATTERN,
-                                                                                       t.decode())]
+    def crossing(tok):
+        return [t for t in tok.vocab.values() if bpe.crosses_categories(t)]
 
+    assert [bpe.crosses_categories(t.encode()) for t in ("e ", "s,", "a1", " the", "'s", "(x", ".\n\n")] == \
+        [True, True, True, False, False, False, False]
+    assert bpe.crosses_categories(b"\xc3") is False
     assert crossing(bpe_fast.FastTokenizer(bpe.GPT2_SPLIT_PATTERN).train(corpus, 500)) == []
+    assert crossing(bpe_fast.FastTokenizer(bpe.GPT4_SPLIT_PATTERN).train(corpus, 500)) == []
     assert len(crossing(bpe_fast.FastTokenizer(None).train(corpus[:5000], 400))) > 20
     assert bpe.Tokenizer(bpe.GPT4_SPLIT_PATTERN).split_text("Hello world's 12345!!\n") == \
         ["Hello", " world", "'s", " ", "123", "45", "!!\n"]
@@ -229,6 +232,17 @@ def test_bad_input_gives_clear_errors(tmp_path):
         bpe.Tokenizer.load(tmp_path / "missing.json")
     with pytest.raises(ValueError, match="expected a BPE model"):
         bpe.from_huggingface(HFTokenizer(models.WordLevel({"a": 0}, unk_token="a")))
+
+
+@settings(max_examples=40, deadline=None)
+@given(text=st.text(st.sampled_from("aab c\nd1é🙂'"), min_size=50, max_size=300))
+def test_long_chunks_take_the_heap_path_with_the_same_ids(trained, text):
+    for simple, fast in trained.values():
+        for t in (simple, fast):
+            t.compiled = None  # no pre-split: the whole text is one long chunk
+        assert fast.encode_ordinary(text) == simple.encode_ordinary(text)
+        for t in (simple, fast):
+            t.compiled = bpe.regex.compile(t.pattern)
 
 
 def test_the_fast_encoder_cache_never_changes_the_ids(corpus):

@@ -62,6 +62,16 @@ def render_token(token: bytes) -> str:
     return "".join(f"\\u{ord(ch):04x}" if unicodedata.category(ch)[0] == "C" else ch for ch in text)
 
 
+def crosses_categories(token: bytes) -> bool:
+    """True for a token that glues a letter or digit to what follows it in another category ('e ', 's,', 'a1'):
+    what merging across pre-split chunks produces. Tokens that are not whole UTF-8 characters count as False."""
+    try:
+        text = token.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return regex.search(r"[\p{L}\p{N}][^\p{L}\p{N}]|\p{L}\p{N}|\p{N}\p{L}", text) is not None
+
+
 def check_text(text: Any, name: str = "text") -> str:
     """Raise a clear TypeError unless `text` is a str (bytes must be decoded first)."""
     if not isinstance(text, str):

@@ -18,6 +18,8 @@ from typing import Any
 
 from .bpe import Tokenizer, _progress, check_text, merge, to_huggingface
 
+_IDENTITY = list(range(256))
+
 
 class FastTokenizer(Tokenizer):
     """`utils.bpe.Tokenizer` with incremental training and cached encoding; `cache_size` caps the chunk cache."""
@@ -86,9 +88,13 @@ class FastTokenizer(Tokenizer):
         self._rebuild()
         return self
 
+    long_chunk = 64  # from this many bytes on, a chunk is encoded with a heap instead of rescanning its pairs
+
     def _encode_chunk(self, data: bytes) -> list[int]:
-        """The rank loop of `Tokenizer._encode_chunk` (same result), with fewer temporary objects."""
-        ids = list(data) if self.byte_ids[255] == 255 and self.byte_ids[0] == 0 else [self.byte_ids[b] for b in data]
+        """The rank loop of `Tokenizer._encode_chunk` (same result): lowest rank first, the leftmost on ties."""
+        ids = list(data) if self.byte_ids == _IDENTITY else [self.byte_ids[b] for b in data]
+        if len(ids) >= self.long_chunk:
+            return self._encode_long(ids)
         ranks, merges, never = self.ranks, self.merges, len(self.ranks)
         while len(ids) >= 2:
             pairs = list(zip(ids, ids[1:]))
@@ -98,6 +104,29 @@ class FastTokenizer(Tokenizer):
             i = pairs.index(best)
             ids[i:i + 2] = [merges[best]]
         return ids
+
+    def _encode_long(self, ids: list[int]) -> list[int]:
+        """The same loop in O(n log n) for long chunks: a heap of (rank, position) over a linked list of symbols."""
+        ranks, merges, n = self.ranks, self.merges, len(ids)
+        nxt, prv, alive = list(range(1, n + 1)), list(range(-1, n - 1)), [True] * n
+        heap = [(ranks[p], i) for i, p in enumerate(zip(ids, ids[1:])) if p in ranks]
+        heapq.heapify(heap)
+        while heap:
+            rank, i = heapq.heappop(heap)
+            j = nxt[i]
+            if not alive[i] or j >= n or ranks.get((ids[i], ids[j])) != rank:
+                continue  # a stale entry: this pair was changed by an earlier merge
+            ids[i], alive[j], nxt[i] = merges[ids[i], ids[j]], False, nxt[j]
+            if nxt[i] < n:
+                prv[nxt[i]] = i
+                pair = (ids[i], ids[nxt[i]])
+                if pair in ranks:
+                    heapq.heappush(heap, (ranks[pair], i))
+            if prv[i] >= 0:
+                pair = (ids[prv[i]], ids[i])
+                if pair in ranks:
+                    heapq.heappush(heap, (ranks[pair], prv[i]))
+        return [idx for idx, keep in zip(ids, alive) if keep]
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode `text` ignoring special tokens; chunks seen before come from the cache."""
