@@ -134,10 +134,15 @@ class Tokenizer:
         check_text(text)
         parts = [text]
         if self.special_tokens:
-            parts = regex.split("|".join(regex.escape(s) for s in self.special_tokens), text)
+            parts = regex.split(self._special_pattern(self.special_tokens), text)
         if self.compiled is None:
             return [p for p in parts if p]
         return [chunk for part in parts for chunk in self.compiled.findall(part)]
+
+    @staticmethod
+    def _special_pattern(names: Iterable[str]) -> str:
+        """A regex matching any of `names`, the longest first (so '<|a|>x' wins over '<|a|>')."""
+        return "|".join(regex.escape(s) for s in sorted(names, key=len, reverse=True))
 
     def _check_vocab_size(self, vocab_size: Any) -> int:
         if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
@@ -223,8 +228,7 @@ class Tokenizer:
                              "disallowed_special=() to encode them as ordinary text.")
         if not allowed:
             return self.encode_ordinary(text)
-        parts = regex.split("(" + "|".join(regex.escape(s) for s in sorted(allowed, key=len, reverse=True)) + ")",
-                            text)
+        parts = regex.split("(" + self._special_pattern(allowed) + ")", text)
         ids: list[int] = []
         for i, part in enumerate(parts):  # odd positions hold the special tokens the split kept
             ids.extend([self.special_tokens[part]] if i % 2 else self.encode_ordinary(part))
