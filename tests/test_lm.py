@@ -45,6 +45,11 @@ def test_load_texts_rejects_an_unknown_source(source):
         lm.load_texts(source)
 
 
+def test_load_texts_wants_a_name():
+    with pytest.raises(TypeError, match="source must be a string"):
+        lm.load_texts(None)
+
+
 def test_clean_lines_drops_empty_lines_and_wikitext_headings():
     raw = [" = Valkyria = \n", " \n", " The game began in 2010 . \n", " = = Plot = = \n", "",
            " = = = Early life = = = ", " In math , x = 5 = y holds . \n", "=== not a heading"]

@@ -28,6 +28,8 @@ STRATEGIES: dict[str, dict[str, Any]] = {
 def load_texts(source: str) -> dict[str, list[str]]:
     """Raw lines of the 'train' and 'valid' splits, from the shipped corpus (`'local:corpus'`) or a Hub dataset
     named `'path:config'` (e.g. `'Salesforce/wikitext:wikitext-2-raw-v1'`): one entry point, one code path."""
+    if not isinstance(source, str):
+        raise TypeError(f"source must be a string such as '{LOCAL_CORPUS}', got {type(source).__name__}")
     if source == LOCAL_CORPUS:
         return {split: corpus_text(split).splitlines() for split in ("train", "valid")}
     path, sep, config = source.partition(":")
@@ -92,9 +94,8 @@ def context_length(model) -> int:
 
 
 def windows(n: int, window: int, stride: int) -> list[tuple[int, int, int]]:
-    """Sliding windows over n tokens as (begin, end, first): the window feeds tokens begin..end-1 and scores
-    first..end-1, the ones no earlier window scored. Every token but the very first is scored exactly once, and
-    (after the first window) with at least `window - stride` tokens of context."""
+    """Sliding windows (begin, end, first): feed tokens begin..end-1, score first..end-1. Every token but the first
+    is scored exactly once, after the first window with at least `window - stride` tokens of context."""
     if not 1 <= stride < window:
         raise ValueError(f"stride must be in 1..window-1 (window {window}), got {stride}: a window needs at least "
                          "one token of context before the first token it scores")
@@ -110,9 +111,8 @@ def windows(n: int, window: int, stride: int) -> list[tuple[int, int, int]]:
 
 def perplexity(model, input_ids: Sequence[int], window: int | None = None, stride: int | None = None,
                batch_size: int = 8, progress: bool = False) -> Perplexity:
-    """Perplexity of `model` on one long token sequence: exp of the mean negative log-likelihood per predicted token
-    (token-weighted, not a mean of per-window means). Text longer than the context is scored with a sliding
-    window that moves by `stride` tokens (default: half the window); `window` defaults to the model's context."""
+    """exp(mean loss per predicted token) of `model` on one token sequence, token-weighted, scored by a window
+    (default: the model's context) that slides by `stride` tokens (default: half the window)."""
     import torch
     import torch.nn.functional as F
     from tqdm.auto import tqdm
