@@ -1,3 +1,5 @@
+import time
+
 import pytest
 import torch
 
@@ -35,6 +37,15 @@ def test_measure_times_counts_tokens_and_sees_memory_grow():
         del block
     assert m.seconds > 0 and m.tokens_per_s > 0
     assert m.peak_mb > 64 and "RSS" in m.memory_kind
+
+
+def test_measure_base_is_the_memory_in_use_at_the_start():
+    with training.Measure() as m:
+        block = torch.ones(16, 2**20)  # 64 MiB, held long enough for the sampler to see it
+        time.sleep(0.2)
+        del block
+    assert 0 < m.base_mb < m.peak_mb
+    assert m.peak_mb - m.base_mb > 48  # what the block added, without the process's baseline
 
 
 def test_loss_history_splits_train_and_eval():

@@ -38,12 +38,14 @@ def freeze_all_but(model, prefixes: Iterable[str]) -> list[str]:
 
 @dataclass
 class Measure:
-    """`with Measure() as m: ...` → m.seconds, m.peak_mb (CUDA max allocated on GPU, sampled process RSS on CPU).
+    """`with Measure() as m: ...` → m.seconds, m.peak_mb (CUDA max allocated on GPU, sampled process RSS on CPU)
+    and m.base_mb (the same measure at the start: the peak minus it is what the block added).
     Call m.tokens(n) to count processed tokens; m.tokens_per_s then follows."""
 
     interval: float = 0.02
     seconds: float = 0.0
     peak_mb: float = 0.0
+    base_mb: float = 0.0
     n_tokens: int = 0
     memory_kind: str = ""
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -62,11 +64,13 @@ class Measure:
         if self._cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
+            self.base_mb = torch.cuda.memory_allocated() / 2**20
             self.memory_kind = "CUDA max allocated"
         else:
             self.memory_kind = "process RSS (sampled)"
             self._proc = psutil.Process()
             self._peak = self._proc.memory_info().rss
+            self.base_mb = self._peak / 2**20
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
         self._t0 = time.perf_counter()
