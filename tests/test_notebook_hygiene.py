@@ -42,3 +42,10 @@ def test_ci_runs_the_test_command_written_in_the_readme():
     readme = (ROOT / "README.md").read_text()
     assert "make test" in readme and "make course" in readme and "make lab" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_sync_is_idempotent(tmp_path):
+    copy = tmp_path / f"{EXPECTED[1]}.ipynb"
+    copy.write_text((ROOT / copy.name).read_text())
+    notebooks.sync(copy)
+    assert notebooks.sync(copy) is False

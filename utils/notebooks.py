@@ -91,8 +91,8 @@ def sync(path: Path) -> bool:
     nb.metadata.setdefault("language_info", {"name": "python"})
     first = nb.cells[0]
     lines = [ln for ln in first.source.splitlines() if not ln.startswith("[![Open In Colab]")]
-    lines.insert(1 if lines and lines[0].startswith("#") else 0, "\n" + badges(path.name) + "\n")
-    first.source = "\n".join(lines).replace("\n\n\n", "\n\n").strip()
+    title = lines.pop(0) if lines and lines[0].startswith("#") else ""
+    first.source = "\n\n".join(part for part in (title, badges(path.name), "\n".join(lines).strip()) if part)
     code = [c for c in nb.cells if c.cell_type == "code"]
     code[0].source = SETUP_CELL.strip()
     code[0].metadata["tags"] = [SETUP_TAG]
