@@ -197,6 +197,9 @@ def test_byte_level_token_bytes_undo_the_gpt2_alphabet():
         tk.byte_level_token_bytes(NotByteLevel(), [0])
 
 
-def test_highlight_escapes_html_and_shows_repeated_spans_once():
-    out = tk.highlight("<b>é", [(0, 3), (3, 4), (3, 4)])
-    assert "&lt;b&gt;" in out and out.count("<span") == 2 and out.count("é") == 1
+def test_highlight_escapes_html_and_marks_characters_shared_by_tokens():
+    out = tk.highlight("<b>é!", [(0, 3), (3, 4), (3, 4), (4, 5)])  # é cut into two byte tokens
+    assert "&lt;b&gt;" in out and out.count("<span") == 3 and out.count("é") == 1
+    assert '<u style="text-decoration-color:#d00">é</u>' in out and "<u" not in out.split("é")[1]
+    overlapping = tk.highlight("aüb", [(0, 2), (1, 3)])  # the second token starts inside the first one's span
+    assert overlapping.count("<span") == 2 and ">b</span>" in overlapping and overlapping.count("<u") == 1

@@ -149,7 +149,7 @@ def nltk_sentence_tokenizer(train_text: str, download: bool = False) -> tuple[An
 
 def nltk_sentences(punkt) -> Wrapped:
     """Sentences from a Punkt model (sent_tokenize's algorithm)."""
-    return Wrapped("NLTK Punkt sentences", "NLTK", "sentence", punkt.tokenize, " ".join, "' '.join",
+    return Wrapped("NLTK Punkt", "NLTK", "sentence", punkt.tokenize, " ".join, "' '.join",
                    spans_fn=lambda t: list(punkt.span_tokenize(t)))
 
 
@@ -163,7 +163,7 @@ def nltk_words(punkt) -> Wrapped:
     def spans(text):
         return [(s + a, s + b) for s, e in punkt.span_tokenize(text) for a, b in words.span_tokenize(text[s:e])]
 
-    return Wrapped("NLTK word_tokenize", "NLTK", "word",
+    return Wrapped("NLTKWordTokenizer", "NLTK", "word",
                    lambda t: [w for sent in punkt.tokenize(t) for w in words.tokenize(sent)], detok.detokenize,
                    "TreebankWordDetokenizer", spans_fn=spans)
 
@@ -326,12 +326,12 @@ def from_transformers(name: str, tok, family: str = "subword") -> Wrapped:
     tokenizer is a fast (Rust) one."""
 
     def spans(text):
-        return tok(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        return tok(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
 
-    unk_id = tok.unk_token_id
-    return Wrapped(name, "transformers", family, lambda t: tok(t, add_special_tokens=False)["input_ids"],
+    unk_id = tok.unk_token_id  # verbose=False: counting tokens beyond the model's window is fine, no warning
+    return Wrapped(name, "transformers", family, lambda t: tok(t, add_special_tokens=False, verbose=False)["input_ids"],
                    tok.decode, "tokenizer.decode", pieces_fn=tok.convert_ids_to_tokens,
-                   batch_fn=lambda ts: tok(ts, add_special_tokens=False)["input_ids"],
+                   batch_fn=lambda ts: tok(ts, add_special_tokens=False, verbose=False)["input_ids"],
                    spans_fn=spans if tok.is_fast else None, vocab_size=len(tok),
                    unknown_fn=None if unk_id is None else (lambda i: i == unk_id))
 
@@ -440,17 +440,25 @@ def cut_characters(text: str, token_bytes: Sequence[bytes]) -> set[str]:
 
 
 def highlight(text: str, spans: Sequence[tuple[int, int]]) -> str:
-    """HTML of `text` with each (start, end) span on alternating background colors: offsets made visible.
-    Spans that repeat an earlier one (several byte tokens of one character) are shown once."""
+    """HTML of `text` with each token's (start, end) span on alternating background colors: offsets made visible.
+    A character covered by several tokens (a byte-level BPE cut it) is underlined in red."""
     import html
+    from collections import Counter
 
     colors = ("#ffe08a", "#a8d8ff")
-    out, pos = [], 0
-    for i, (s, e) in enumerate(spans):
-        if s < pos:
+    covered = Counter(i for s, e in spans for i in range(s, e))
+
+    def chars(start, end):
+        return "".join(f'<u style="text-decoration-color:#d00">{html.escape(text[i])}</u>' if covered[i] > 1
+                       else html.escape(text[i]) for i in range(start, end))
+
+    out, pos, shown = [], 0, 0
+    for s, e in spans:
+        s = max(s, pos)  # the rest of a cut character was already shown with the token before
+        if e <= s:
             continue
-        out.append(html.escape(text[pos:s]))
-        out.append(f'<span style="background:{colors[i % 2]}">{html.escape(text[s:e])}</span>')
-        pos = e
-    out.append(html.escape(text[pos:]))
+        out.append(chars(pos, s))
+        out.append(f'<span style="background:{colors[shown % 2]}">{chars(s, e)}</span>')
+        pos, shown = e, shown + 1
+    out.append(chars(pos, len(text)))
     return '<pre style="white-space:pre-wrap">' + "".join(out) + "</pre>"
