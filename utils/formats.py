@@ -85,8 +85,8 @@ def alpaca_to_chatml(record: dict[str, Any], system: str | None = None) -> list[
 
 
 def chatml_to_alpaca(messages: list[dict[str, str]]) -> dict[str, str]:
-    """One user turn and one assistant answer (after an optional system message) back to an Alpaca record.
-    Alpaca has no place for a system message, so it is dropped; several turns are an error."""
+    """One user turn and one assistant answer (after an optional system message) back to an Alpaca record, the
+    user turn split at its first INPUT_SEPARATOR. A system message has no place in Alpaca and is dropped."""
     if not isinstance(messages, list) or not all(isinstance(m, dict) and {"role", "content"} <= set(m)
                                                  for m in messages):
         raise ValueError("messages must be a list of {'role': ..., 'content': ...} dicts")
