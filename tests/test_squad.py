@@ -164,6 +164,8 @@ def test_rating_sheet_round_trip(tmp_path):
 
     sheet.loc[:2, "rating"] = ["correct", " Wrong", "partially"]
     sheet.to_csv(path, index=False)
+    assert squad.export_sheet(rows, path, n=3, seed=1) == path  # a rated sheet is kept, not overwritten
+    assert pd.read_csv(path, dtype=str, keep_default_na=False).equals(sheet)
     scores = pd.DataFrame({"id": [r["id"] for r in rows], "f1": range(12)}).set_index("id")
     summary = squad.summarize_sheet(path, scores)
     assert summary["count"].to_dict() == {"correct": 1, "partially": 1, "wrong": 1, "(unrated)": 3}

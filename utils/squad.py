@@ -201,17 +201,20 @@ SHEET_COLUMNS = ("id", "question", "context", "gold", "prediction", "rating", "c
 
 def export_sheet(rows: Sequence[dict[str, Any]], path: str | Path, n: int, seed: int = 0) -> Path:
     """Write a CSV of `n` predictions drawn at random (id, question, context, gold, prediction) with empty 'rating'
-    and 'comment' columns for a rater; scores are left out so that they do not sway the rating."""
+    and 'comment' columns for a rater; scores are left out so that they do not sway the rating. A sheet already at
+    `path` that holds ratings is kept as it is: a rerun never wipes a rater's work."""
     import pandas as pd
 
     need = {"id", "question", "context", "answers", "prediction"}
     if rows and need - set(rows[0]):
         raise ValueError(f"each row needs {sorted(need)}; missing {sorted(need - set(rows[0]))}")
+    path = Path(path)
+    if path.exists() and (read_sheet(path)["rating"] != "").any():
+        return path
     picked = sample(rows, n, seed)
     sheet = pd.DataFrame([{"id": r["id"], "question": r["question"], "context": r["context"],
                            "gold": " | ".join(r["answers"]["text"]), "prediction": r["prediction"],
                            "rating": "", "comment": ""} for r in picked], columns=list(SHEET_COLUMNS))
-    path = Path(path)
     sheet.to_csv(path, index=False)
     return path
 
@@ -224,7 +227,8 @@ def read_sheet(path: str | Path):
     sheet = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = [c for c in SHEET_COLUMNS if c not in sheet.columns]
     if missing:
-        raise ValueError(f"{Path(path).name}: missing column(s) {missing}; export a fresh sheet with export_sheet")
+        raise ValueError(f"{Path(path).name}: missing column(s) {missing}: not a sheet written by export_sheet "
+                         "(move it away and export a fresh one)")
     sheet["rating"] = sheet["rating"].str.strip().str.lower()
     bad = sheet[~sheet["rating"].isin([*RATINGS, ""])]
     if len(bad):
