@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-METRICS = ("EM", "P", "R", "F1", "BERTScore F1")
+METRICS = ("EM", "P", "R", "F1", "BERTScore P", "BERTScore R", "BERTScore F1")
 
 
 @pytest.fixture(scope="module")

@@ -179,3 +179,20 @@ def test_rating_sheet_round_trip(tmp_path):
     sheet.drop(columns="rating").to_csv(path, index=False)
     with pytest.raises(ValueError, match="missing column"):
         squad.read_sheet(path)
+
+
+def test_load_splits_uses_a_datasets_train_and_validation_splits(tmp_path):
+    import json
+
+    rows = load_squad_sample()
+    train, held = squad.split_by_context(rows, 0.25)
+    folder = tmp_path / "squad_like"
+    folder.mkdir()
+    for name, part in (("train", train), ("validation", held)):
+        (folder / f"{name}.jsonl").write_text("\n".join(json.dumps(r) for r in part))
+    got_train, got_eval = squad.load_splits(str(folder))
+    assert got_train == train and got_eval == held
+    (folder / "validation.jsonl").unlink()
+    with pytest.raises(squad.DataError, match=r"no \['validation'\] split"):
+        squad.load_splits(str(folder))
+    assert squad.load_splits(squad.LOCAL_SAMPLE) == squad.split_by_context(rows, 0.25)
