@@ -196,3 +196,10 @@ def test_load_splits_uses_a_datasets_train_and_validation_splits(tmp_path):
     with pytest.raises(squad.DataError, match=r"no \['validation'\] split"):
         squad.load_splits(str(folder))
     assert squad.load_splits(squad.LOCAL_SAMPLE) == squad.split_by_context(rows, 0.25)
+
+
+def test_four_bit_config_takes_the_compute_dtype_notebook_05_uses_on_cpu():
+    import torch
+
+    assert models.four_bit_config(torch.float32).bnb_4bit_compute_dtype == torch.float32
+    assert models.four_bit_config().bnb_4bit_compute_dtype == models.compute_dtype()

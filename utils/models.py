@@ -52,18 +52,18 @@ def load_causal_lm(name: str, **kwargs: Any):
 
 
 def compute_dtype():
-    """The 4-bit compute dtype: bfloat16 on GPUs that run it (Ampere+), float16 on older ones (a T4), float32 on a
-    CPU, where most processors emulate bfloat16 matmuls (a LoRA step on an AVX2 CPU measured 4-5x slower in bf16)."""
+    """bfloat16 where the hardware runs it (CPU, Ampere+ GPUs), else float16 (a T4): the 4-bit compute dtype."""
     import torch
 
-    if not torch.cuda.is_available():
-        return torch.float32
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
 
 
-def four_bit_config():
-    """QLoRA's quantization: 4-bit NF4 weights with double quantization, computing in `compute_dtype()`."""
+def four_bit_config(dtype: Any = None):
+    """QLoRA's quantization: 4-bit NF4 weights with double quantization, computing in `dtype` (default
+    `compute_dtype()`; float32 suits a CPU without bf16 instructions, which emulates bf16 matmuls slowly)."""
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=compute_dtype())
+                              bnb_4bit_compute_dtype=dtype or compute_dtype())
