@@ -60,9 +60,10 @@ def compute_dtype():
     return torch.bfloat16
 
 
-def four_bit_config():
-    """QLoRA's quantization: 4-bit NF4 weights with double quantization, computing in `compute_dtype()`."""
+def four_bit_config(dtype: Any = None):
+    """QLoRA's quantization: 4-bit NF4 weights with double quantization, computing in `dtype` (default
+    `compute_dtype()`; float32 suits a CPU without bf16 instructions, which emulates bf16 matmuls slowly)."""
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=compute_dtype())
+                              bnb_4bit_compute_dtype=dtype or compute_dtype())

@@ -1,0 +1,257 @@
+"""Extractive QA on SQuAD v1.1: the official metric written out by hand, prompts, answer cleaning, batched
+generation and a human-evaluation sheet."""
+from __future__ import annotations
+
+import random
+import re
+import string
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .data import DataError, load_squad_sample
+
+LOCAL_SAMPLE = "local:squad_sample"
+
+# --- the SQuAD v1.1 metric ----------------------------------------------------------------------------------
+# The official v1.1 script normalizes both texts, then scores exact match and token F1 against every gold answer
+# and keeps the best. Precision and recall are not in the official output: here they are the ones of the gold
+# answer that gives the best F1, so that each question's F1 is the harmonic mean of its own P and R.
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+_PUNCTUATION = set(string.punctuation)  # ASCII only, as in the official script: an en dash is not removed
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD normalization, in the official order: lowercase, drop ASCII punctuation, drop the articles a/an/the,
+    collapse whitespace."""
+    if not isinstance(text, str):
+        raise TypeError(f"an answer must be a string, got {type(text).__name__}")
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def token_scores(prediction: str, gold: str) -> dict[str, float]:
+    """Token precision, recall and F1 of one prediction against one gold answer, in [0, 1]: shared tokens counted
+    with multiplicity; 0 when no token is shared (an empty prediction included)."""
+    pred, ref = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    same = sum((Counter(pred) & Counter(ref)).values())
+    if same == 0:
+        return {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    precision, recall = same / len(pred), same / len(ref)
+    return {"precision": precision, "recall": recall, "f1": 2 * precision * recall / (precision + recall)}
+
+
+def score(prediction: str, golds: Sequence[str]) -> dict[str, float]:
+    """One question: exact match (0 or 1) and token P/R/F1, the best over the gold answers (first one on ties)."""
+    if isinstance(golds, str) or not isinstance(golds, Sequence):
+        raise TypeError(f"golds must be a list of answer strings, got {type(golds).__name__}")
+    if not golds:
+        raise ValueError("a question needs at least one gold answer to be scored")
+    em = max(float(normalize_answer(prediction) == normalize_answer(g)) for g in golds)
+    best = max((token_scores(prediction, g) for g in golds), key=lambda s: s["f1"])
+    return {"exact_match": em, **best}
+
+
+def score_all(predictions: Sequence[str], golds: Sequence[Sequence[str]]) -> dict[str, float]:
+    """Averages over questions, in percent like the official script: exact_match, precision, recall, f1."""
+    if len(predictions) != len(golds):
+        raise ValueError(f"{len(predictions)} predictions but {len(golds)} gold answer lists: they must pair up")
+    if not predictions:
+        raise ValueError("nothing to score: no predictions")
+    rows = [score(p, g) for p, g in zip(predictions, golds)]
+    return {k: 100.0 * sum(r[k] for r in rows) / len(rows) for k in ("exact_match", "precision", "recall", "f1")}
+
+
+# --- data: splits that never share a passage --------------------------------------------------------------
+
+def split_by_context(rows: Sequence[dict[str, Any]], eval_share: float = 0.25,
+                     seed: int = 0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Hold out whole passages: every question on a held-out passage goes to the evaluation split, so no context
+    (and no question id) is in both. `eval_share` is the share of passages held out."""
+    if not 0 < eval_share < 1:
+        raise ValueError(f"eval_share must be between 0 and 1 (a share of the passages), got {eval_share}")
+    by_context: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_context[row["context"]].append(row)
+    if len(by_context) < 2:
+        raise ValueError(f"only {len(by_context)} passage(s): a split by passage needs at least two")
+    contexts = sorted(by_context)
+    random.Random(seed).shuffle(contexts)
+    n_eval = min(len(contexts) - 1, max(1, round(eval_share * len(contexts))))
+    held = set(contexts[:n_eval])
+    train = [r for r in rows if r["context"] not in held]
+    return train, [r for r in rows if r["context"] in held]
+
+
+def load_splits(name: str, seed: int = 0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Train and evaluation questions as flat records: 'local:squad_sample' is the shipped sample with a quarter of
+    its passages held out; any other name is a Hub dataset whose train and validation splits are used as they are
+    (SQuAD's come from different Wikipedia articles)."""
+    if name == LOCAL_SAMPLE:
+        return split_by_context(load_squad_sample(), 0.25, seed)
+    from datasets import load_dataset
+
+    ds = load_dataset(name)
+    missing = {"train", "validation"} - set(ds)
+    if missing:
+        raise DataError(f"dataset '{name}' has no {sorted(missing)} split; it has {sorted(ds)}")
+    return ds["train"].to_list(), ds["validation"].to_list()
+
+
+def sample(rows: Sequence[dict[str, Any]], n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """`n` records drawn without replacement in a seeded order (the first k of a larger draw are a draw of k)."""
+    if not 0 < n <= len(rows):
+        raise ValueError(f"cannot draw {n} questions from {len(rows)}: ask for between 1 and {len(rows)}")
+    return random.Random(seed).sample(list(rows), n)
+
+
+def overlap(train: Sequence[dict[str, Any]], evaluation: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """How many question ids and passages the two sets share (both must be 0 for an honest evaluation)."""
+    return {"shared ids": len({r["id"] for r in train} & {r["id"] for r in evaluation}),
+            "shared passages": len({r["context"] for r in train} & {r["context"] for r in evaluation})}
+
+
+# --- prompts ------------------------------------------------------------------------------------------------
+
+SYSTEM_PROMPT = ("You answer questions about a passage. Reply with the shortest span of the passage that answers "
+                 "the question, copied word for word, and nothing else.")
+STYLES = ("instruction", "completion", "demonstration")
+
+
+def messages(row: dict[str, Any], answer: str | None = None, system: str = SYSTEM_PROMPT) -> list[dict[str, str]]:
+    """The chat turns for one question: a system instruction, the passage and question, and the answer if given."""
+    turns = [{"role": "system", "content": system},
+             {"role": "user", "content": f"Context: {row['context']}\nQuestion: {row['question']}"}]
+    return turns + ([{"role": "assistant", "content": answer}] if answer is not None else [])
+
+
+def build_prompt(tok, row: dict[str, Any], style: str = "instruction",
+                 shots: Sequence[dict[str, Any]] = ()) -> str:
+    """The full prompt text, special tokens included (tokenize it with add_special_tokens=False).
+    instruction: the chat template with the system instruction; demonstration: the same with `shots` answered as
+    earlier turns (few-shot); completion: plain text ending in 'Answer:' for the model to continue."""
+    if style not in STYLES:
+        raise ValueError(f"unknown prompting style '{style}': use one of {STYLES}")
+    if (style == "demonstration") != bool(shots):
+        raise ValueError("the demonstration style needs example questions in `shots`, and only it takes them")
+    if style == "completion":
+        bos = tok.bos_token if tok.bos_token and tok("x")["input_ids"][0] == tok.bos_token_id else ""
+        return f"{bos}Context: {row['context']}\nQuestion: {row['question']}\nAnswer:"
+    turns = messages(row)
+    for shot in reversed(shots):
+        turns[1:1] = messages(shot, shot["answers"]["text"][0])[1:]
+    return tok.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+
+
+def fitting(tok, rows: Sequence[dict[str, Any]], n: int, max_length: int) -> tuple[list[dict[str, Any]], int]:
+    """The first `n` rows whose training text (prompt and first gold answer) fits in `max_length` tokens, so that
+    truncation never cuts an answer off; also returns how many longer rows were passed over."""
+    kept, skipped = [], 0
+    for row in rows:
+        ids = tok.apply_chat_template(messages(row, row["answers"]["text"][0]), tokenize=True, return_dict=True)
+        if len(ids["input_ids"]) <= max_length:
+            kept.append(row)
+            if len(kept) == n:
+                return kept, skipped
+        else:
+            skipped += 1
+    raise ValueError(f"only {len(kept)} of {len(rows)} questions fit in max_length={max_length} tokens but {n} are "
+                     "needed: raise max_length or ask for fewer examples")
+
+
+# --- generation and the cleaning rule -----------------------------------------------------------------------
+
+def clean_answer(text: str) -> str:
+    """The one cleaning rule: keep the text before the first line break, then strip surrounding spaces, quotation
+    marks and a final full stop."""
+    return text.split("\n", 1)[0].strip().strip("\"'“”‘’").strip().removesuffix(".").strip()
+
+
+def generate_answers(model, tok, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 8,
+                     desc: str = "answers") -> list[str]:
+    """Greedy continuations of `prompts`, batched with left padding behind a progress bar. Each one stops at the
+    model's end-of-turn token or at the first line break; returns the raw generated text, special tokens removed."""
+    import torch
+    from tqdm.auto import tqdm
+
+    if batch_size < 1 or max_new_tokens < 1:
+        raise ValueError(f"batch_size and max_new_tokens must be at least 1, got {batch_size} and {max_new_tokens}")
+    model.eval()
+    out: list[str] = []
+    with tqdm(total=len(prompts), desc=desc, unit="question") as bar:
+        for start in range(0, len(prompts), batch_size):
+            batch = list(prompts[start:start + batch_size])
+            enc = tok(batch, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+            with torch.inference_mode():
+                ids = model.generate(**enc.to(model.device), max_new_tokens=max_new_tokens, do_sample=False,
+                                     temperature=None, top_p=None, use_cache=True, stop_strings=["\n"],
+                                     tokenizer=tok, pad_token_id=tok.pad_token_id)
+            out += tok.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            bar.update(len(batch))
+    return out
+
+
+# --- the human-evaluation sheet -----------------------------------------------------------------------------
+
+RATINGS = ("correct", "partially", "wrong")
+SHEET_COLUMNS = ("id", "question", "context", "gold", "prediction", "rating", "comment")
+
+
+def export_sheet(rows: Sequence[dict[str, Any]], path: str | Path, n: int, seed: int = 0) -> Path:
+    """Write a CSV of `n` predictions drawn at random (id, question, context, gold, prediction) with empty 'rating'
+    and 'comment' columns for a rater; scores are left out so that they do not sway the rating. A sheet already at
+    `path` that holds ratings is kept as it is: a rerun never wipes a rater's work."""
+    import pandas as pd
+
+    need = {"id", "question", "context", "answers", "prediction"}
+    if rows and need - set(rows[0]):
+        raise ValueError(f"each row needs {sorted(need)}; missing {sorted(need - set(rows[0]))}")
+    path = Path(path)
+    if path.exists() and (read_sheet(path)["rating"] != "").any():
+        return path
+    picked = sample(rows, n, seed)
+    sheet = pd.DataFrame([{"id": r["id"], "question": r["question"], "context": r["context"],
+                           "gold": " | ".join(r["answers"]["text"]), "prediction": r["prediction"],
+                           "rating": "", "comment": ""} for r in picked], columns=list(SHEET_COLUMNS))
+    sheet.to_csv(path, index=False)
+    return path
+
+
+def read_sheet(path: str | Path):
+    """A rating sheet as a DataFrame; a missing column or a rating other than correct/partially/wrong (or empty)
+    raises ValueError naming the row."""
+    import pandas as pd
+
+    sheet = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in SHEET_COLUMNS if c not in sheet.columns]
+    if missing:
+        raise ValueError(f"{Path(path).name}: missing column(s) {missing}: not a sheet written by export_sheet "
+                         "(move it away and export a fresh one)")
+    sheet["rating"] = sheet["rating"].str.strip().str.lower()
+    bad = sheet[~sheet["rating"].isin([*RATINGS, ""])]
+    if len(bad):
+        row = bad.index[0]
+        raise ValueError(f"{Path(path).name} row {row + 2} (id {sheet.at[row, 'id']}): rating "
+                         f"'{bad.at[row, 'rating']}' is not one of {RATINGS} (or empty while unrated)")
+    return sheet
+
+
+def summarize_sheet(path: str | Path, scores=None):
+    """Count the ratings of a filled sheet (and the unrated rows), with the share of rated rows in percent; with
+    `scores` (a DataFrame indexed by id), also the mean of each score column per rating."""
+    import pandas as pd
+
+    sheet = read_sheet(path)
+    sheet["rating"] = sheet["rating"].replace("", "(unrated)")
+    order = [*RATINGS, "(unrated)"]
+    table = sheet["rating"].value_counts().reindex(order, fill_value=0).rename("count").to_frame()
+    rated = int(table.loc[list(RATINGS), "count"].sum())
+    table["share of rated %"] = [100.0 * c / rated if rated and r in RATINGS else float("nan")
+                                 for r, c in table["count"].items()]
+    if scores is not None:
+        joined = sheet.join(scores, on="id")
+        means = joined.groupby("rating")[list(scores.columns)].mean().reindex(order)
+        table = table.join(means.add_prefix("mean "))
+    return pd.DataFrame(table).rename_axis("rating")
