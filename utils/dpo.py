@@ -157,15 +157,17 @@ def sequence_logps(model, batch: dict[str, Any]):
     return (token_logps * batch["completion_mask"][:, 1:]).sum(dim=-1)
 
 
-def pair_scores(model, batches, beta: float) -> list[dict[str, float]]:
+def pair_scores(model, batches, beta: float, desc: str | None = None) -> list[dict[str, float]]:
     """For each pair of `batches` (TRL preference batches: chosen rows, then rejected rows): the log-probabilities
-    under the policy (adapter on) and the reference (adapter off), token counts, and the implicit rewards."""
+    under the policy (adapter on) and the reference (adapter off), token counts, and the implicit rewards.
+    With `desc`, a progress bar of that name is shown."""
     import torch
+    from tqdm.auto import tqdm
 
     rows, was_training = [], model.training
     model.eval()
     with torch.no_grad():
-        for batch in batches:
+        for batch in tqdm(batches, desc=desc, disable=desc is None, leave=False):
             batch = {k: v.to(model.device) for k, v in batch.items() if hasattr(v, "to")}
             policy = sequence_logps(model, batch)
             with model.disable_adapter():
