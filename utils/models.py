@@ -55,7 +55,6 @@ def compute_dtype():
     """bfloat16 where the hardware runs it (CPU, Ampere+ GPUs), else float16 (a T4): the 4-bit compute dtype."""
     import torch
 
-    # including_emulation=False: torch otherwise reports bf16 "supported" on a T4, where it is only emulated (slow)
     if torch.cuda.is_available() and not torch.cuda.is_bf16_supported(including_emulation=False):
         return torch.float16
     return torch.bfloat16
