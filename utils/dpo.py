@@ -1,0 +1,300 @@
+"""Direct preference optimisation (DPO): rubric-labeled pairs, the loss by hand, implicit rewards and their plots."""
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from .data import CRITERIA, DataError, deciding_criterion, load_preferences, validate_pair
+
+# Two openings that differ only in whether the model is willing: log p(refusal) - log p(helpful) is its lean to refuse.
+REFUSAL_OPENING = "Sorry, I can't help with that."
+HELPFUL_OPENING = "Sure, I can help with that."
+REFUSAL_MARKERS = ("i can't", "i cannot", "i can not", "i won't", "i will not", "i'm not able", "i am not able",
+                   "i'm sorry", "i am sorry", "sorry, i", "sorry, but", "i must decline")
+REWARD_KEYS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
+
+
+# --- pairs from ranked answers -------------------------------------------------------------------------------
+
+def rubric_key(scores: dict[str, int]) -> tuple[int, ...]:
+    """An answer's place under the rubric: its scores in the order harmless, truthful, helpful (higher is better)."""
+    if not isinstance(scores, dict):
+        raise DataError(f"scores must be a dict like {{'harmless': 2, 'truthful': 1, 'helpful': 0}}, got {scores!r}")
+    missing = [c for c in CRITERIA if c not in scores]
+    if missing:
+        raise DataError(f"scores {scores} lack {missing}: score every answer on {', '.join(CRITERIA)}")
+    bad = {c: scores[c] for c in CRITERIA if not isinstance(scores[c], int) or isinstance(scores[c], bool)}
+    if bad:
+        raise DataError(f"scores must be whole numbers (0 = fails, 2 = fully meets), got {bad}")
+    return tuple(scores[c] for c in CRITERIA)
+
+
+def pairs_from_ranking(prompt: str, answers: list[dict[str, Any]], pair_id: str = "pair") -> list[dict[str, Any]]:
+    """Rank one prompt's answers (each {'text', 'scores'}) by the rubric and return every untied pair, the better
+    answer as 'chosen', with the criterion that decided it. Answers tied on all three criteria give no pair."""
+    if not isinstance(answers, list) or len(answers) < 2:
+        raise DataError(f"{pair_id}: give a list of at least two answers to compare, got {answers!r}")
+    for n, answer in enumerate(answers, start=1):
+        if not isinstance(answer, dict) or "text" not in answer or "scores" not in answer:
+            raise DataError(f"{pair_id}: answer {n} must be a dict with 'text' and 'scores', got {answer!r}")
+    ranked = sorted(answers, key=lambda a: rubric_key(a["scores"]), reverse=True)
+    pairs = []
+    for (i, better), (j, worse) in itertools.combinations(enumerate(ranked, start=1), 2):
+        if rubric_key(better["scores"]) == rubric_key(worse["scores"]):
+            continue  # the tie rule: no preference, no pair
+        pair = {"id": f"{pair_id}-{i}{j}", "prompt": prompt, "chosen": better["text"], "rejected": worse["text"],
+                "chosen_scores": dict(better["scores"]), "rejected_scores": dict(worse["scores"]),
+                "criterion": deciding_criterion(better["scores"], worse["scores"])}
+        pairs.append(validate_pair(pair, pair["id"]))
+    return pairs
+
+
+def keep_valid(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Counter]:
+    """Validate every pair (utils.data.validate_pair); return the valid ones and how many were dropped, by reason."""
+    kept, dropped = [], Counter()
+    for n, record in enumerate(records, start=1):
+        try:
+            kept.append(validate_pair(record, f"pair {n}"))
+        except DataError as err:
+            reason = str(err).split(": ", 1)[-1]
+            dropped[reason.split(" (has ")[0].split(" — ")[0]] += 1
+    return kept, dropped
+
+
+# --- preference data: shipped or from the Hub ----------------------------------------------------------------
+
+def split_dialogue(text: str) -> list[dict[str, str]]:
+    """An Anthropic HH transcript ('\\n\\nHuman: …\\n\\nAssistant: …') as chat messages."""
+    parts = text.split("\n\nHuman:")
+    if len(parts) < 2:
+        raise DataError(f"not an HH dialogue (no '\\n\\nHuman:' turn): {text[:60]!r}")
+    messages = []
+    for part in parts[1:]:
+        user, *answers = part.split("\n\nAssistant:")
+        messages.append({"role": "user", "content": user.strip()})
+        messages += [{"role": "assistant", "content": a.strip()} for a in answers]
+    return messages
+
+
+def hh_to_pair(record: dict[str, Any], criterion: str | None = None) -> dict[str, Any]:
+    """A single-turn Anthropic HH record {'chosen', 'rejected'} (whole transcripts) -> a pair with its prompt apart."""
+    chosen, rejected = split_dialogue(record["chosen"]), split_dialogue(record["rejected"])
+    if len(chosen) != 2 or len(rejected) != 2 or chosen[0] != rejected[0] or chosen[1]["role"] != "assistant":
+        raise DataError("not a single-turn dialogue with one shared prompt: keep records with one Human turn")
+    return {"prompt": chosen[0]["content"], "chosen": chosen[1]["content"], "rejected": rejected[1]["content"],
+            "criterion": criterion}
+
+
+def load_pairs(source: str, n_train: int, n_heldout: int, seed: int = 0
+               ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Counter]:
+    """Training pairs, held-out pairs (all validated) and the count of dropped records by reason.
+    'shipped': data/preferences.jsonl, the held-out pairs drawn evenly from the three criteria. A Hub name
+    ('Anthropic/hh-rlhf'): single-turn dialogues of its harmless-base and helpful-base subsets (train and test
+    splits), each pair labeled with the criterion its subset stands for."""
+    if n_train < 1 or n_heldout < len(CRITERIA):
+        raise ValueError(f"need n_train >= 1 and n_heldout >= {len(CRITERIA)}, got {n_train} and {n_heldout}")
+    if source == "shipped":
+        pairs, rng, heldout = load_preferences(), random.Random(seed), []
+        for criterion in CRITERIA:
+            group = [p for p in pairs if p["criterion"] == criterion]
+            heldout += rng.sample(group, min(len(group), n_heldout // len(CRITERIA)))
+        taken = {p["id"] for p in heldout}
+        return [p for p in pairs if p["id"] not in taken][:n_train], heldout, Counter()
+    from datasets import load_dataset
+
+    out, dropped = {"train": [], "test": []}, Counter()
+    for split, size in (("train", n_train), ("test", n_heldout)):
+        for subset, criterion, share in (("harmless-base", "harmless", size - size // 2),
+                                         ("helpful-base", "helpful", size // 2)):
+            rows = load_dataset(source, data_dir=subset, split=split).shuffle(seed=seed)
+            rows = rows.filter(lambda r: r["chosen"].count("\n\nHuman:") == 1)
+            kept, why = keep_valid([hh_to_pair(r, criterion) for r in rows.select(range(min(len(rows), 2 * share)))])
+            out[split] += kept[:share]
+            dropped += why
+    return out["train"], out["test"], dropped
+
+
+def as_conversation(pair: dict[str, Any]) -> dict[str, Any]:
+    """TRL's conversational preference form: the prompt as a user turn, each answer as an assistant turn."""
+    return {"prompt": [{"role": "user", "content": pair["prompt"]}],
+            "chosen": [{"role": "assistant", "content": pair["chosen"]}],
+            "rejected": [{"role": "assistant", "content": pair["rejected"]}]}
+
+
+def opening_pairs(prompts: list[str]) -> list[dict[str, Any]]:
+    """For each prompt, the refusal opening as 'chosen' and the helpful opening as 'rejected': scored like a
+    preference pair, log p(chosen) - log p(rejected) is the model's lean towards refusing that prompt."""
+    return [{"prompt": p, "chosen": REFUSAL_OPENING, "rejected": HELPFUL_OPENING} for p in prompts]
+
+
+# --- the DPO loss and implicit rewards -----------------------------------------------------------------------
+
+def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float):
+    """DPO's sigmoid loss from the summed log-probabilities of each answer under the policy and the reference
+    (1-D tensors, one value per pair). Returns (mean loss, chosen rewards, rejected rewards); reward = β·log π/π_ref."""
+    import torch.nn.functional as F
+
+    if beta <= 0:
+        raise ValueError(f"beta must be positive, got {beta}")
+    chosen_rewards = beta * (policy_chosen - ref_chosen)
+    rejected_rewards = beta * (policy_rejected - ref_rejected)
+    loss = -F.logsigmoid(chosen_rewards - rejected_rewards).mean()
+    return loss, chosen_rewards.detach(), rejected_rewards.detach()
+
+
+def sequence_logps(model, batch: dict[str, Any]):
+    """Summed log-probability of the completion tokens of each row of a TRL preference batch (input_ids,
+    attention_mask, completion_mask), computed from the full logits."""
+    import torch
+
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    targets = batch["input_ids"][:, 1:].unsqueeze(-1)
+    token_logps = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets).squeeze(-1)
+    return (token_logps * batch["completion_mask"][:, 1:]).sum(dim=-1)
+
+
+def pair_scores(model, batches, beta: float, desc: str | None = None) -> list[dict[str, float]]:
+    """For each pair of `batches` (TRL preference batches: chosen rows, then rejected rows): the log-probabilities
+    under the policy (adapter on) and the reference (adapter off), token counts, and the implicit rewards.
+    With `desc`, a progress bar of that name is shown."""
+    import torch
+    from tqdm.auto import tqdm
+
+    rows, was_training = [], model.training
+    model.eval()
+    with torch.no_grad():
+        for batch in tqdm(batches, desc=desc, disable=desc is None, leave=False):
+            batch = {k: v.to(model.device) for k, v in batch.items() if hasattr(v, "to")}
+            policy = sequence_logps(model, batch)
+            with model.disable_adapter():
+                ref = sequence_logps(model, batch)
+            tokens = batch["completion_mask"][:, 1:].sum(dim=-1)
+            (pc, pr), (rc, rr), (nc, nr) = policy.chunk(2), ref.chunk(2), tokens.chunk(2)
+            for i in range(len(pc)):
+                rows.append({"policy_chosen": pc[i].item(), "policy_rejected": pr[i].item(),
+                             "ref_chosen": rc[i].item(), "ref_rejected": rr[i].item(),
+                             "tokens_chosen": int(nc[i]), "tokens_rejected": int(nr[i]),
+                             "reward_chosen": beta * (pc[i] - rc[i]).item(),
+                             "reward_rejected": beta * (pr[i] - rr[i]).item()})
+    model.train(was_training)
+    return rows
+
+
+def score_table(rows: list[dict[str, float]], pairs: list[dict[str, Any]]):
+    """pair_scores rows joined with their pairs' prompt and criterion (a pandas DataFrame), checking none is lost."""
+    import pandas as pd
+
+    if len(rows) != len(pairs):
+        raise ValueError(f"{len(pairs)} pairs but {len(rows)} scores: TRL dropped pairs whose prompt fills max_length "
+                         "— raise max_length or drop long prompts first")
+    table = pd.DataFrame(rows)
+    table.insert(0, "criterion", [p.get("criterion") for p in pairs])
+    table.insert(0, "prompt", [p["prompt"] for p in pairs])
+    return table
+
+
+def preference_accuracy(chosen, rejected) -> float:
+    """Share of pairs whose chosen answer scores higher; a tie counts half (a coin flip: no preference)."""
+    chosen, rejected = list(chosen), list(rejected)
+    if len(chosen) != len(rejected) or not chosen:
+        raise ValueError(f"need as many chosen as rejected scores, at least one; got {len(chosen)} and {len(rejected)}")
+    return sum(1.0 if c > r else 0.5 if c == r else 0.0 for c, r in zip(chosen, rejected)) / len(chosen)
+
+
+def accuracy_before_after(table) -> dict[str, dict[str, float]]:
+    """Held-out preference accuracy before (reference = adapter off) and after DPO, by two rankings: the implicit
+    reward β·log(π/π_ref) (zero for every pair before training: all ties) and the log-likelihood per token."""
+    t = table
+    zeros = [0.0] * len(t)
+    return {
+        "implicit reward": {"before": preference_accuracy(zeros, zeros),
+                            "after": preference_accuracy(t.reward_chosen, t.reward_rejected)},
+        "log-likelihood per token": {
+            "before": preference_accuracy(t.ref_chosen / t.tokens_chosen, t.ref_rejected / t.tokens_rejected),
+            "after": preference_accuracy(t.policy_chosen / t.tokens_chosen, t.policy_rejected / t.tokens_rejected)},
+    }
+
+
+# --- reward metrics over training ----------------------------------------------------------------------------
+
+def reward_history(log_history: list[dict[str, Any]]):
+    """The reward metrics TRL's DPOTrainer logged, one row per logged training step (a pandas DataFrame)."""
+    import pandas as pd
+
+    rows = [{"step": e["step"], "loss": e.get("loss"), **{k: e[k] for k in REWARD_KEYS}}
+            for e in log_history if all(k in e for k in REWARD_KEYS)]
+    if not rows:
+        raise ValueError("no reward metrics in this log history: train with trl's DPOTrainer and logging_steps >= 1")
+    return pd.DataFrame(rows).set_index("step")
+
+
+def plot_reward_metrics(histories: dict[str, Any], title: str = "Implicit rewards on the training pairs",
+                        betas: dict[str, float] | None = None):
+    """Left: rewards of chosen and rejected answers and their margin; right: preference accuracy; one color per run.
+    `histories` maps a run name to its reward_history table. With `betas` (run name -> β) the rewards are divided
+    by β, giving log-ratios log(π/π_ref) that compare across β. Returns the matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for i, (run, h) in enumerate(histories.items()):
+        color, scale = f"C{i}", 1.0 / betas[run] if betas else 1.0
+        left.plot(h.index, scale * h["rewards/margins"], "-", color=color, lw=2, label=f"{run}: margin")
+        left.plot(h.index, scale * h["rewards/chosen"], "--", color=color, lw=1, label=f"{run}: chosen")
+        left.plot(h.index, scale * h["rewards/rejected"], ":", color=color, lw=1, label=f"{run}: rejected")
+        right.plot(h.index, h["rewards/accuracies"], "-o", color=color, ms=3, label=run)
+    left.axhline(0, color="grey", lw=0.8)
+    ylabel = "log-ratio  log(π/π_ref) = reward / β  (nats)" if betas else "implicit reward  β·log(π/π_ref)"
+    left.set(xlabel="step", ylabel=ylabel, title=title)
+    right.set(xlabel="step", ylabel="share of the batch with chosen > rejected", ylim=(-0.05, 1.05),
+              title="Preference accuracy per training batch")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# --- answers before and after --------------------------------------------------------------------------------
+
+def refuses(text: str) -> bool:
+    """True when an answer opens by declining (a plain keyword check on its first 80 characters)."""
+    return any(m in text[:80].lower().replace("’", "'") for m in REFUSAL_MARKERS)
+
+
+def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int = 48) -> list[str]:
+    """Greedy answers to single-turn chat prompts, each formatted by the tokenizer's chat template."""
+    import torch
+
+    answers, was_training = [], model.training
+    model.eval()
+    for prompt in prompts:
+        ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                            return_tensors="pt", return_dict=True).to(model.device)
+        with torch.no_grad():
+            out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id)
+        answers.append(tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip())
+    model.train(was_training)
+    return answers
+
+
+def previous_policy(folder: str | Path, profile: str) -> tuple[str | None, str]:
+    """Notebook 04's merged instruction-tuned model when it exists, was built in this profile and has a chat
+    template: (its folder, why) — else (None, why not)."""
+    folder = Path(folder)
+    if not (folder / "config.json").exists():
+        return None, f"no merged model of notebook 04 at {folder}"
+    results = folder.parent / "results.json"
+    made_in = json.loads(results.read_text(encoding="utf-8")).get("profile") if results.exists() else None
+    if made_in != profile:
+        return None, f"{folder} was built in profile {made_in!r}, this run is {profile!r}"
+    config = folder / "tokenizer_config.json"
+    has_template = (folder / "chat_template.jinja").exists() or (
+        config.exists() and "chat_template" in json.loads(config.read_text(encoding="utf-8")))
+    if not has_template:
+        return None, f"{folder} has no chat template, which chat preference pairs need"
+    return str(folder), f"notebook 04's merged instruction-tuned model ({folder})"
