@@ -20,6 +20,12 @@ LOCAL_MODELS: dict[str, dict[str, Any]] = {
     "tiny-llama": {"family": "llama", "vocab_size": 1024, "hidden_size": 128, "intermediate_size": 384,
                    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
                    "max_position_embeddings": 1024, "pretrain_steps": 200},
+    # 21 M parameters: big enough that a CPU benchmark run lasts seconds (notebook 07), trained briefly on small
+    # batches (about a minute on 2 cores) so that its next-token choices depend on the context.
+    "small-llama": {"family": "llama", "vocab_size": 2048, "hidden_size": 512, "intermediate_size": 1536,
+                    "num_hidden_layers": 6, "num_attention_heads": 8, "num_key_value_heads": 4,
+                    "max_position_embeddings": 1024, "pretrain_steps": 200, "pretrain_batch": 8,
+                    "pretrain_block": 64, "pretrain_lr": 2e-3},
 }
 
 
@@ -113,7 +119,8 @@ def _build_llama(spec: dict[str, Any], out: Path) -> None:
                       max_position_embeddings=spec["max_position_embeddings"], bos_token_id=tok.bos_token_id,
                       eos_token_id=tok.eos_token_id, tie_word_embeddings=False, rms_norm_eps=1e-5)
     model = LlamaForCausalLM(cfg)
-    _pretrain(model, tok, spec["pretrain_steps"])
+    _pretrain(model, tok, spec["pretrain_steps"], block=spec.get("pretrain_block", 128),
+              batch=spec.get("pretrain_batch", 16), lr=spec.get("pretrain_lr", 3e-3))
     model.save_pretrained(out)
     tok.save_pretrained(out)
 
