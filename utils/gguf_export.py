@@ -246,11 +246,11 @@ def summary(path: str | Path) -> dict[str, Any]:
 
 
 def tensor_table(path: str | Path, limit: int | None = None):
-    """One row per tensor (name, shape, type, bytes, bits per weight): how the quantizer treated each one."""
+    """One row per tensor (name, shape, weights, type, bytes, bits per weight): how the quantizer treated each."""
     import pandas as pd
     from gguf import GGMLQuantizationType, GGUFReader
 
-    rows = [{"tensor": t.name, "shape": "x".join(str(int(d)) for d in t.shape),
+    rows = [{"tensor": t.name, "shape": "x".join(str(int(d)) for d in t.shape), "weights": int(t.n_elements),
              "type": GGMLQuantizationType(t.tensor_type).name, "bytes": int(t.n_bytes),
              "bits_per_weight": 8 * int(t.n_bytes) / max(int(t.n_elements), 1)}
             for t in GGUFReader(str(path)).tensors]

@@ -106,7 +106,8 @@ class Chat:
     max_tokens: int = 64
     template: str | None = None
     history: list[dict[str, str]] = field(default_factory=list)
-    dropped: int = 0
+    dropped: int = 0  # messages trimmed away so far
+    last_prompt_tokens: int = 0  # tokens of the prompt sent for the latest answer
 
     def __post_init__(self) -> None:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -133,6 +134,7 @@ class Chat:
         kept, dropped = trim_history(system + self.history + [{"role": "user", "content": user}],
                                      self.count_tokens, context_size(self.llm) - self.max_tokens)
         self.dropped += dropped
+        self.last_prompt_tokens = self.count_tokens(kept)
         return kept
 
     def ask(self, user: str, on_piece: Callable[[str], None] | None = None, **sampling: Any) -> str:
@@ -154,7 +156,7 @@ class Chat:
         return answer
 
 
-def chat_box(chat: Chat, placeholder: str = "Ask something and press Send"):
+def chat_box(chat: Chat, placeholder: str = "Ask something and press Send", **sampling: Any):
     """A small chat window (ipywidgets: JupyterLab, Colab): the conversation, a text box and a Send button; the
     answer streams in as llama.cpp writes it. Returns (widget, send): send(text) runs one turn, as the button does."""
     import html
@@ -182,7 +184,7 @@ def chat_box(chat: Chat, placeholder: str = "Ask something and press Send"):
             pieces.append(piece)
             render([{"role": "user", "content": message}, {"role": "assistant", "content": "".join(pieces)}])
 
-        answer = chat.ask(message, on_piece=show)
+        answer = chat.ask(message, on_piece=show, **sampling)
         render()
         return answer
 
