@@ -82,17 +82,18 @@ def test_load_gguf_says_what_is_wrong(tmp_path, files):
         inference.load_gguf(files["q4_0"], n_ctx=4)
 
 
-def test_agreement_and_perplexity():
+def test_next_token_scores_give_the_argmax_and_the_perplexity():
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(6, 10)).astype(np.float32)
     ids = [1, 2, 3, 4, 5, 6]
-    same = inference.agreement(logits, logits, ids)
+    top1, perplexity = inference.next_token_scores(logits, ids)
     log_p = logits[:-1] - np.log(np.exp(logits[:-1]).sum(-1, keepdims=True))
-    assert same["top1_agreement"] == 1.0
-    assert same["perplexity"] == pytest.approx(np.exp(-log_p[np.arange(5), ids[1:]].mean()), rel=1e-5)
-    assert inference.agreement(logits, -logits, ids)["top1_agreement"] == 0.0
-    with pytest.raises(ValueError, match="same token ids"):
-        inference.agreement(logits, logits[:3], ids)
+    assert list(top1) == list(logits[:-1].argmax(-1))
+    assert perplexity == pytest.approx(np.exp(-log_p[np.arange(5), ids[1:]].mean()), rel=1e-5)
+    uniform = inference.next_token_scores(np.zeros((6, 10)), ids)[1]
+    assert uniform == pytest.approx(10)  # a model that knows nothing: as unsure as a 10-sided die
+    with pytest.raises(ValueError, match="one row of logits per token id"):
+        inference.next_token_scores(logits[:3], ids)
 
 
 def test_benchmark_table_has_a_row_per_variant(files):
@@ -106,6 +107,9 @@ def test_benchmark_table_has_a_row_per_variant(files):
                                     progress=False)
     assert list(table.index) == ["transformers fp32", "llama.cpp f16", "llama.cpp q8_0", "llama.cpp q4_0"]
     assert (table["gen_tok_s"] > 0).all() and (table["prompt_tok_s"] > 0).all() and (table["load_s"] > 0).all()
+    assert (table["peak_rss_mb"] >= table["libraries_mb"]).all()
+    # each row is its own process: llama.cpp needs no torch, so it starts far smaller
+    assert table.loc["llama.cpp q4_0", "libraries_mb"] < table.loc["transformers fp32", "libraries_mb"]
     assert table.loc["transformers fp32", "top1_agreement"] == 1.0
     assert table.loc["llama.cpp f16", "top1_agreement"] >= 0.9  # f16 rounding rarely flips the argmax
     sizes = table["size_mb"]

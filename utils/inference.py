@@ -2,7 +2,6 @@
 history is trimmed to the context window, and one benchmark runner for transformers and GGUF files alike."""
 from __future__ import annotations
 
-import gc
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -204,31 +203,27 @@ def bf16_native() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-class PeakRSS:
-    """`with PeakRSS() as m: ...` -> m.added_mb: how far the process's resident memory rose above where it started
-    (sampled every 10 ms), i.e. what loading and running one model cost."""
+def _rss_mb() -> float:
+    import psutil
 
-    def __enter__(self) -> PeakRSS:
-        import threading
+    return psutil.Process().memory_info().rss / 2**20
 
+
+def _peak_rss_mb() -> float:
+    """The highest resident memory this process has used so far (MiB). On Linux the kernel's high-water mark of
+    this program (VmHWM; getrusage's figure would include the parent's, as it survives exec)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10  # kB
+    try:
+        import resource
+    except ImportError:  # Windows
         import psutil
 
-        self._proc = psutil.Process()
-        self._start = self._peak = self._proc.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.01):
-            self._peak = max(self._peak, self._proc.memory_info().rss)
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._peak = max(self._peak, self._proc.memory_info().rss)
-        self.added_mb = (self._peak - self._start) / 2**20
+        return psutil.Process().memory_info().peak_wset / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # bytes on macOS
 
 
 def _time_runs(generate: Callable[[list[int]], tuple[list[int], float, float]],
@@ -311,69 +306,86 @@ def heldout_logits_gguf(path: str | Path, ids: list[int], n_threads: int | None 
         llm.close()
 
 
-def agreement(reference: np.ndarray, logits: np.ndarray, ids: list[int]) -> dict[str, float]:
-    """Top-1 agreement with the reference's next-token choice, and the perplexity on `ids` (held-out text)."""
-    if reference.shape != logits.shape or len(ids) != len(logits):
-        raise ValueError(f"logits of shape {logits.shape} cannot be compared with {reference.shape} for "
-                         f"{len(ids)} tokens: run both models on the same token ids")
-    ref, got = reference[:-1], logits[:-1].astype(np.float64)
-    log_probs = got - got.max(-1, keepdims=True)
+def next_token_scores(logits: np.ndarray, ids: list[int]) -> tuple[np.ndarray, float]:
+    """From next-token logits at every position of `ids`: the token each position predicts (argmax), and the
+    perplexity of the text, exp(mean negative log-probability of each actual next token)."""
+    if logits.ndim != 2 or len(logits) != len(ids) or len(ids) < 2:
+        raise ValueError(f"need one row of logits per token id (2 or more): got logits {logits.shape} for "
+                         f"{len(ids)} ids")
+    x = logits[:-1].astype(np.float64)
+    log_probs = x - x.max(-1, keepdims=True)
     log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
     nll = -log_probs[np.arange(len(ids) - 1), ids[1:]].mean()
-    return {"top1_agreement": float((ref.argmax(-1) == got.argmax(-1)).mean()), "perplexity": float(np.exp(nll))}
+    return logits[:-1].argmax(-1), float(np.exp(nll))
 
 
-def _weights_mb(model_dir: Path) -> float:
-    return sum(f.stat().st_size for f in Path(model_dir).glob("*.safetensors")) / 1e6
+def _measure(backend: str, precision: str, target: str, prompts: list[list[int]], heldout: list[int],
+             max_new: int, n_threads: int, n_ctx: int) -> dict[str, Any]:
+    """One benchmark row. Runs in a fresh process, so that load time and memory are this model's alone."""
+    if backend == "transformers":
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        torch.set_num_threads(n_threads)
+        libraries_mb = _rss_mb()
+        start = time.perf_counter()
+        model = AutoModelForCausalLM.from_pretrained(target, dtype=getattr(torch, precision)).eval()
+        load_s = time.perf_counter() - start
+        size_mb, generate = model.get_memory_footprint() / 1e6, _hf_generate(model, max_new)
+    else:
+        llama_cpp_version()
+        libraries_mb = _rss_mb()
+        start = time.perf_counter()
+        model = load_gguf(target, n_ctx=n_ctx, n_threads=n_threads)
+        load_s = time.perf_counter() - start
+        size_mb, generate = Path(target).stat().st_size / 1e6, _llama_generate(model, max_new)
+    generate(prompts[0][:8])  # warm-up: first-call allocations are not what we measure
+    timing = _time_runs(generate, prompts)
+    peak_mb = _peak_rss_mb()
+    if backend == "transformers":
+        logits = heldout_logits_hf(model, heldout)
+    else:
+        model.close()
+        logits = heldout_logits_gguf(target, heldout, n_threads)
+    top1, perplexity = next_token_scores(logits, heldout)
+    return {"size_mb": size_mb, "load_s": load_s, "prompt_tok_s": timing["prompt_tok_s"],
+            "gen_tok_s": timing["gen_tok_s"], "timed_s": timing["timed_s"], "libraries_mb": libraries_mb,
+            "peak_rss_mb": peak_mb, "perplexity": perplexity, "top1": top1.tolist(), "outputs": timing["outputs"]}
 
 
 def run_benchmark(model_dir: str | Path, gguf_files: dict[str, str | Path], prompts: list[list[int]],
                   heldout: list[int], max_new_tokens: int = 64, n_threads: int | None = None, n_ctx: int = 512,
                   bf16: bool | None = None, progress: bool = True):
     """One table, measured in one run with the same token ids and greedy decoding: transformers fp32 (the
-    reference), bf16 where the CPU has it, and each GGUF file. Columns: size (file on disk; for transformers the
-    weights it holds in memory), load time, prompt and generation tokens/s, added peak RSS, top-1 agreement with
-    fp32 and perplexity on the held-out ids, and the share of prompts whose greedy text equals fp32's."""
+    reference), bf16 where the CPU has it, and each GGUF file, each in a fresh process. Columns: size (file on
+    disk; for transformers the weights it holds in memory), load time, prompt and generation tokens/s, the process's
+    memory once its libraries are loaded and at its peak, top-1 agreement with fp32 and perplexity on the held-out
+    ids, and the share of prompts whose greedy continuation equals fp32's."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     import pandas as pd
-    import torch
     from tqdm.auto import tqdm
-    from transformers import AutoModelForCausalLM
 
     if not prompts or not all(prompts) or len(heldout) < 2:
         raise ValueError("need at least one non-empty prompt (token ids) and a held-out text of 2+ tokens")
     n_threads = n_threads or os.cpu_count() or 1
-    torch.set_num_threads(n_threads)
     bf16 = bf16_native() if bf16 is None else bf16
-    variants = [("transformers", "fp32", torch.float32)] + ([("transformers", "bf16", torch.bfloat16)] if bf16 else [])
-    variants += [("llama.cpp", name, Path(path)) for name, path in gguf_files.items()]
-    rows, reference, ref_outputs = [], None, None
-    for backend, name, what in tqdm(variants, desc="benchmark", disable=not progress):
-        gc.collect()
-        with PeakRSS() as mem:
-            start = time.perf_counter()
-            if backend == "transformers":
-                model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=what).eval()
-                size = model.get_memory_footprint() / 1e6
-                generate = _hf_generate(model, max_new_tokens)
-            else:
-                model = load_gguf(what, n_ctx=n_ctx, n_threads=n_threads)
-                size = what.stat().st_size / 1e6
-                generate = _llama_generate(model, max_new_tokens)
-            load_s = time.perf_counter() - start
-            generate(prompts[0][:8])  # warm-up: first-call allocations are not what we measure
-            timing = _time_runs(generate, prompts)
-        if backend == "transformers":
-            logits = heldout_logits_hf(model, heldout)
-        else:
-            model.close()
-            logits = heldout_logits_gguf(what, heldout, n_threads)
-        del model, generate
-        if reference is None:
-            reference, ref_outputs = logits, timing["outputs"]
-        same = np.mean([a == b for a, b in zip(timing["outputs"], ref_outputs)])
-        rows.append({"variant": f"{backend} {name}", "backend": backend, "precision": name, "size_mb": size,
-                     "load_s": load_s, "prompt_tok_s": timing["prompt_tok_s"], "gen_tok_s": timing["gen_tok_s"],
-                     "timed_s": timing["timed_s"], "peak_rss_added_mb": mem.added_mb,
-                     **agreement(reference, logits, heldout), "same_text_as_fp32": float(same)})
-    gc.collect()
-    return pd.DataFrame(rows).set_index("variant")
+    variants = [("transformers", "float32", str(model_dir))]
+    variants += [("transformers", "bfloat16", str(model_dir))] if bf16 else []
+    variants += [("llama.cpp", name, str(path)) for name, path in gguf_files.items()]
+    spawn = multiprocessing.get_context("spawn")  # a clean process per row: no memory or threads left over
+    rows, reference = [], None
+    for backend, precision, target in tqdm(variants, desc="benchmark", disable=not progress):
+        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+            row = pool.submit(_measure, backend, precision, target, prompts, heldout, max_new_tokens, n_threads,
+                              n_ctx).result()
+        top1, outputs = np.array(row.pop("top1")), row.pop("outputs")
+        reference = reference or {"top1": top1, "outputs": outputs}
+        name = {"float32": "fp32", "bfloat16": "bf16"}.get(precision, precision)
+        rows.append({"variant": f"{backend} {name}", "backend": backend, "precision": name, **row,
+                     "top1_agreement": float((top1 == reference["top1"]).mean()),
+                     "same_text_as_fp32": float(np.mean([a == b for a, b in zip(outputs, reference["outputs"])]))})
+    columns = ["backend", "precision", "size_mb", "load_s", "prompt_tok_s", "gen_tok_s", "timed_s", "libraries_mb",
+               "peak_rss_mb", "top1_agreement", "perplexity", "same_text_as_fp32"]
+    return pd.DataFrame(rows).set_index("variant")[columns]
