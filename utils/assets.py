@@ -22,11 +22,11 @@ LOCAL_MODELS: dict[str, dict[str, Any]] = {
                    "max_position_embeddings": 1024, "pretrain_steps": 200},
     # 21 M parameters: big enough that a CPU benchmark run lasts seconds (notebook 07). Training that many weights
     # from scratch for a minute leaves a unigram model, so it starts as the corpus's bigram model (see _bigram_init)
-    # and then trains briefly (cosine schedule), about a minute on 2 cores in all.
+    # and then trains briefly: about a minute on 2 cores in all.
     "small-llama": {"family": "llama", "vocab_size": 2048, "hidden_size": 512, "intermediate_size": 1536,
                     "num_hidden_layers": 6, "num_attention_heads": 8, "num_key_value_heads": 4,
                     "max_position_embeddings": 1024, "init": "bigram", "pretrain_steps": 100, "pretrain_batch": 8,
-                    "pretrain_block": 64, "pretrain_lr": 1e-3, "pretrain_schedule": "cosine"},
+                    "pretrain_block": 64, "pretrain_lr": 1e-3},
 }
 
 
@@ -123,8 +123,7 @@ def _build_llama(spec: dict[str, Any], out: Path) -> None:
     if spec.get("init") == "bigram":
         _bigram_init(model, tok)
     _pretrain(model, tok, spec["pretrain_steps"], block=spec.get("pretrain_block", 128),
-              batch=spec.get("pretrain_batch", 16), lr=spec.get("pretrain_lr", 3e-3),
-              cosine=spec.get("pretrain_schedule") == "cosine")
+              batch=spec.get("pretrain_batch", 16), lr=spec.get("pretrain_lr", 3e-3))
     model.save_pretrained(out)
     tok.save_pretrained(out)
 
@@ -153,20 +152,14 @@ def _bigram_init(model, tok, smoothing: float = 1.0) -> None:
             layer.mlp.down_proj.weight.zero_()
 
 
-def _pretrain(model, tok, steps: int, block: int = 128, batch: int = 16, lr: float = 3e-3,
-              cosine: bool = False) -> None:
-    """A short language-model warm-up on the corpus so that the tiny model writes corpus-like text, not noise
-    (with cosine=True the learning rate warms up over 10 steps, then decays to zero)."""
+def _pretrain(model, tok, steps: int, block: int = 128, batch: int = 16, lr: float = 3e-3) -> None:
+    """A short language-model warm-up on the corpus so that the tiny model writes corpus-like text, not noise."""
     if steps <= 0:
         return
-    import math
-
     import torch
 
     ids = torch.tensor(tok(corpus_text("train"), add_special_tokens=False)["input_ids"])
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: min(1.0, (i + 1) / 10) * 0.5 * (1 + math.cos(math.pi * i / steps)) if cosine else 1.0)
     gen = torch.Generator().manual_seed(0)
     model.train()
     for _ in range(steps):
@@ -176,5 +169,4 @@ def _pretrain(model, tok, steps: int, block: int = 128, batch: int = 16, lr: flo
         opt.zero_grad()
         loss.backward()
         opt.step()
-        schedule.step()
     model.eval()
