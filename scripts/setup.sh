@@ -38,4 +38,10 @@ else
   "$PY" -m ipykernel install --user --name llm-course --display-name "LLM course (.venv)" >/dev/null
   echo "$want" > "$stamp"
 fi
+# llama.cpp's converter (convert_hf_to_gguf.py) is not in the llama-cpp-python wheel: take it from the source
+# archive of the installed version on PyPI, so that it matches the llama.cpp that quantizes and runs the files.
+# Kept in .cache/llama.cpp/<version>/ (git-ignored); notebook 07 needs it. Skipped when already there.
+if "$PY" -m utils.gguf_export fetch-converter; then :; else
+  say "WARNING: llama.cpp's converter could not be fetched; notebook 07 will say how to get it"
+fi
 say "ready: $("$PY" -c 'import torch, transformers, peft, trl; print(f"torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}, trl {trl.__version__}")')"

@@ -1,0 +1,278 @@
+"""GGUF files with llama.cpp's own tools: find its converter, export a Hugging Face model to f16, quantize it to
+q8_0 / q4_0 with llama.cpp's quantizer, and read a file back with the `gguf` package.
+
+Usage: python -m utils.gguf_export fetch-converter   (what `scripts/setup.sh` runs; needs PyPI once)
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections import Counter
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .env import ROOT
+
+CONVERTER_VAR = "LLAMA_CPP_CONVERTER"  # a path to convert_hf_to_gguf.py, to use another llama.cpp checkout
+SETUP_HINT = "run `bash scripts/setup.sh` (or `python -m utils.gguf_export fetch-converter`) from the repository root"
+INSTALL_HINT = ("install it with `bash scripts/setup.sh`, or `pip install llama-cpp-python==0.3.36` "
+                "(on Colab add `--extra-index-url https://abetlen.github.io/llama-cpp-python/whl/cpu` for a "
+                "prebuilt wheel; elsewhere pip compiles llama.cpp, about 6 minutes on 2 cores)")
+QUANT_TYPES = ("q8_0", "q4_0")  # what llama.cpp's quantizer makes here from the f16 file
+_CONVERTER_PARTS = ("convert_hf_to_gguf.py", "conversion", "gguf-py", "LICENSE")  # all the converter imports
+
+
+class GGUFToolError(RuntimeError):
+    """llama.cpp, its converter or one of its steps is missing or failed; the message says what to do."""
+
+
+def llama_cpp_version() -> str:
+    """The installed llama-cpp-python version; GGUFToolError naming the install command when it is missing."""
+    try:
+        import llama_cpp
+    except ImportError:
+        raise GGUFToolError(f"llama-cpp-python (llama.cpp's bindings) is not installed: {INSTALL_HINT}") from None
+    return llama_cpp.__version__
+
+
+def converter_dir(version: str | None = None) -> Path:
+    """Where setup puts the converter matching the installed llama.cpp: .cache/llama.cpp/<version>/ (git-ignored)."""
+    return ROOT / ".cache" / "llama.cpp" / (version or llama_cpp_version())
+
+
+def find_converter(fetch: bool = False) -> Path:
+    """Path of llama.cpp's `convert_hf_to_gguf.py` for the installed llama-cpp-python ($LLAMA_CPP_CONVERTER first).
+    With fetch=True a missing converter is downloaded from PyPI; otherwise GGUFToolError says how to get it."""
+    if os.environ.get(CONVERTER_VAR):
+        path = Path(os.environ[CONVERTER_VAR])
+        if not path.is_file():
+            raise GGUFToolError(f"{CONVERTER_VAR}={path} is not a file: point it at llama.cpp's convert_hf_to_gguf.py")
+        return path
+    path = converter_dir() / "convert_hf_to_gguf.py"
+    if not path.is_file():
+        if not fetch:
+            raise GGUFToolError(f"llama.cpp's converter is missing (looked for {path}): {SETUP_HINT}")
+        fetch_converter()
+    return path
+
+
+def fetch_converter(version: str | None = None) -> Path:
+    """Download the llama-cpp-python source archive of `version` (default: the installed one) from PyPI and keep
+    only llama.cpp's converter: convert_hf_to_gguf.py, its `conversion` package and gguf-py. Idempotent."""
+    version = version or llama_cpp_version()
+    target = converter_dir(version)
+    if (target / "convert_hf_to_gguf.py").is_file():
+        return target / "convert_hf_to_gguf.py"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+               f"llama-cpp-python=={version}", "-d", tmp]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        archives = list(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
+        if done.returncode != 0 or not archives:
+            raise GGUFToolError(f"could not download the llama-cpp-python {version} source archive from PyPI "
+                                f"({done.stderr.strip()[-300:]}); check the connection and run it again")
+        extracted = Path(tmp) / "src"
+        with tarfile.open(archives[0]) as tar:
+            root = tar.getnames()[0].split("/")[0]
+            prefix = f"{root}/vendor/llama.cpp/"
+            members = [m for m in tar.getmembers() if m.name.startswith(prefix)
+                       and m.name[len(prefix):].split("/")[0] in _CONVERTER_PARTS]
+            extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            tar.extractall(extracted, members=members, **extra)
+        source = extracted / prefix
+        if not (source / "convert_hf_to_gguf.py").is_file():
+            raise GGUFToolError(f"the llama-cpp-python {version} archive has no vendor/llama.cpp/convert_hf_to_gguf.py")
+        try:
+            source.rename(target)
+        except OSError:  # another process finished first
+            if not (target / "convert_hf_to_gguf.py").is_file():
+                raise
+    return target / "convert_hf_to_gguf.py"
+
+
+def count_parameters(model_dir: str | Path) -> int:
+    """Parameters stored in a model folder's safetensors files, read from their headers (nothing is loaded)."""
+    from safetensors import safe_open
+
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    if not files:
+        raise ValueError(f"{model_dir} has no .safetensors weights")
+    total = 0
+    for f in files:
+        with safe_open(str(f), framework="pt") as st:
+            for name in st.keys():
+                total += math.prod(st.get_slice(name).get_shape())
+    return total
+
+
+def choose_source(merged_dir: str | Path, fallback: str, min_params: int) -> tuple[str, str]:
+    """Which model to export: notebook 04's merged model when it is there, a Llama and at least `min_params`
+    parameters (below that every timed run lasts milliseconds and the benchmark measures noise); else `fallback`.
+    Returns (model name or folder, the reason)."""
+    merged_dir = Path(merged_dir)
+    config = merged_dir / "config.json"
+    if not config.is_file():
+        return fallback, f"no merged model from notebook 04 in {merged_dir}"
+    archs = json.loads(config.read_text(encoding="utf-8")).get("architectures") or []
+    if "LlamaForCausalLM" not in archs:
+        return fallback, f"notebook 04's merged model is a {archs or 'model of unknown type'}, not a Llama"
+    n = count_parameters(merged_dir)
+    if n < min_params:
+        return fallback, (f"notebook 04's merged model has {n / 1e6:.1f} M parameters, fewer than "
+                          f"{min_params / 1e6:.0f} M: its timed runs would last milliseconds")
+    return str(merged_dir), f"notebook 04's merged model ({n / 1e6:.0f} M parameters)"
+
+
+def local_folder(name: str) -> Path:
+    """A folder holding the model `name` for the converter: 'local:<preset>' and folders as they are, a Hub id
+    downloaded (weights, config and tokenizer files only) into the Hugging Face cache."""
+    from .models import ModelUnavailableError, resolve
+
+    path = Path(resolve(name))
+    if path.is_dir():
+        return path
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(path), allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"]))
+    except Exception as err:  # offline, gated or misspelled: say which and what to do
+        raise ModelUnavailableError(f"could not get '{name}' from the Hugging Face Hub ({type(err).__name__}): "
+                                    "check the name and the connection, or use PROFILE='smoke'") from err
+
+
+def export_f16(model_dir: str | Path, out_file: str | Path, converter: str | Path | None = None,
+               timeout: float = 1800) -> Path:
+    """Convert a Hugging Face model folder (config.json + safetensors + tokenizer) to an f16 GGUF with llama.cpp's
+    converter, run as a subprocess of this Python. Returns the file; GGUFToolError with the converter's message."""
+    model_dir, out_file = Path(model_dir), Path(out_file)
+    if not (model_dir / "config.json").is_file():
+        raise ValueError(f"{model_dir} is not a Hugging Face model folder (no config.json): save the model with "
+                         "save_pretrained() and its tokenizer beside it first")
+    converter = Path(converter) if converter else find_converter()
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, str(converter), str(model_dir), "--outtype", "f16", "--outfile", str(out_file)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0 or not out_file.is_file():
+        tail = "\n".join(done.stderr.strip().splitlines()[-6:])
+        raise GGUFToolError(f"llama.cpp's converter failed on {model_dir}:\n{tail}")
+    return out_file
+
+
+@contextmanager
+def _quiet_llama_cpp():
+    """llama.cpp logs every tensor while it quantizes; keep its log to errors for the duration."""
+    log = logging.getLogger("llama-cpp-python")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def quantize(src: str | Path, dst: str | Path, qtype: str, n_threads: int | None = None) -> Path:
+    """Quantize an f16/f32 GGUF to `qtype` ('q8_0' or 'q4_0') with llama.cpp's own quantizer (llama_model_quantize,
+    through llama-cpp-python's bindings). q4_0 packs blocks of 32 weights: every row length must divide by 32."""
+    if qtype not in QUANT_TYPES:
+        raise ValueError(f"unknown quantization '{qtype}': use one of {QUANT_TYPES}")
+    src, dst = Path(src), Path(dst)
+    if not src.is_file():
+        raise ValueError(f"no GGUF file at {src}: export one with export_f16() first")
+    llama_cpp_version()
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{qtype.upper()}")
+    params.nthread = n_threads or os.cpu_count() or 1
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with _quiet_llama_cpp():
+        code = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
+    if code != 0 or not dst.is_file():
+        raise GGUFToolError(f"llama.cpp could not quantize {src.name} to {qtype} (code {code}); for q4_0 every "
+                            "weight row length must be a multiple of 32")
+    return dst
+
+
+def _value(field) -> Any:
+    value = field.contents()
+    return value.tolist() if hasattr(value, "tolist") else value
+
+
+def file_type(path: str | Path) -> str:
+    """The file's overall type as llama.cpp names it (general.file_type), e.g. 'MOSTLY_Q4_0'."""
+    from gguf import GGUFReader, LlamaFileType
+
+    field = GGUFReader(str(path)).fields.get("general.file_type")
+    if field is None:
+        raise GGUFToolError(f"{path} has no general.file_type: not a llama.cpp model file")
+    return LlamaFileType(_value(field)).name
+
+
+def summary(path: str | Path) -> dict[str, Any]:
+    """What a GGUF holds, read back with the `gguf` package: size, file type, architecture and shapes, tokenizer,
+    chat template and a count of tensors by type (a quantized file keeps norms in f32)."""
+    from gguf import GGMLQuantizationType, GGUFReader, LlamaFileType
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no GGUF file at {path}")
+    reader = GGUFReader(str(path))
+    meta = {k: f for k, f in reader.fields.items() if not k.startswith("GGUF.")}
+    arch = _value(meta["general.architecture"])
+    tokens = meta.get("tokenizer.ggml.tokens")
+    types = Counter(GGMLQuantizationType(t.tensor_type).name for t in reader.tensors)
+    return {
+        "file": path.name, "size_mb": path.stat().st_size / 1e6,
+        "file_type": LlamaFileType(_value(meta["general.file_type"])).name if "general.file_type" in meta else "?",
+        "architecture": arch,
+        "parameters": int(sum(t.n_elements for t in reader.tensors)),
+        "layers": _value(meta[f"{arch}.block_count"]), "hidden": _value(meta[f"{arch}.embedding_length"]),
+        "context_length": _value(meta[f"{arch}.context_length"]),
+        "tokenizer": _value(meta["tokenizer.ggml.model"]) if "tokenizer.ggml.model" in meta else None,
+        "vocab_size": len(tokens.data) if tokens is not None else 0,
+        "chat_template": "tokenizer.chat_template" in meta,
+        "metadata_keys": len(meta), "tensors": len(reader.tensors),
+        "tensor_types": ", ".join(f"{n} {k}" for k, n in types.most_common()),
+    }
+
+
+def tensor_table(path: str | Path, limit: int | None = None):
+    """One row per tensor (name, shape, weights, type, bytes, bits per weight): how the quantizer treated each."""
+    import pandas as pd
+    from gguf import GGMLQuantizationType, GGUFReader
+
+    rows = [{"tensor": t.name, "shape": "x".join(str(int(d)) for d in t.shape), "weights": int(t.n_elements),
+             "type": GGMLQuantizationType(t.tensor_type).name, "bytes": int(t.n_bytes),
+             "bits_per_weight": 8 * int(t.n_bytes) / max(int(t.n_elements), 1)}
+            for t in GGUFReader(str(path)).tensors]
+    return pd.DataFrame(rows[:limit] if limit else rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argv if argv is not None else sys.argv[1:]
+    if args[:1] != ["fetch-converter"]:
+        print(__doc__.strip().splitlines()[-1])
+        return 2
+    try:
+        if os.environ.get(CONVERTER_VAR):
+            print(f"llama.cpp converter: {find_converter()} (from ${CONVERTER_VAR})")
+            return 0
+        path = fetch_converter()
+    except GGUFToolError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"llama.cpp converter: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
