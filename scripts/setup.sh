@@ -21,7 +21,7 @@ else
 fi
 
 stamp="$VENV/.course-setup"
-want="$(cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)${1:-}"
+want="$(cat requirements.txt requirements/*.txt requirements-dev.txt | sha256sum | cut -c1-16)${1:-}"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   say "requirements already installed (delete $stamp to force)"
 else

@@ -16,34 +16,25 @@ REPO = "llm-course/llm-finetuning-course"  # GitHub owner/name: the one place th
 BRANCH = "main"
 SETUP_TAG = "course-setup"
 
-SETUP_CELL = f'''# Course setup, the same cell in every notebook. On Colab or Kaggle it fetches the course and installs
-# the tested versions of what the platform lacks (never torch: the platform's own GPU build is kept).
-# Locally it only checks that the notebook runs from the repository root (`make lab` starts it there).
+SETUP_CELL = f'''#@title Course setup: run this cell first {{ display-mode: "form" }}
+# Colab/Kaggle: fetch the course, then install what the platform lacks (scripts/hosted_setup.py; never torch).
 import os
-import subprocess
 import sys
 
-REPO_URL = "https://github.com/{REPO}"
-HOSTED = "google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ
+REPO_URL = os.environ.get("COURSE_REPO_URL", "https://github.com/{REPO}")
+HOSTED = "google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ or "COURSE_HOSTED" in os.environ
 if HOSTED and not os.path.isdir("utils"):
-    folder = REPO_URL.rsplit("/", 1)[-1]
-    if not os.path.isdir(folder):
-        subprocess.run(["git", "clone", "-q", "--depth", "1", REPO_URL, folder], check=True)
+    folder = os.path.basename(REPO_URL.rstrip("/"))
+    if not os.path.isdir(folder) and os.system(f"git clone -q --depth 1 {{REPO_URL}} {{folder}}"):
+        raise RuntimeError("could not fetch the course: on Kaggle turn on Internet (Settings > Internet), then rerun")
     os.chdir(folder)
 if HOSTED:
-    import numpy
-    reqs = [r for r in open("requirements.txt").read().splitlines() if r.strip() and not r.startswith(("#", "torch"))]
-    # llama-cpp-python's own index has prebuilt CPU wheels; without one pip compiles llama.cpp (several minutes).
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--extra-index-url",
-                    "https://abetlen.github.io/llama-cpp-python/whl/cpu", *reqs], check=True)
-    new = subprocess.run([sys.executable, "-c", "import numpy; print(numpy.__version__)"],
-                         capture_output=True, text=True).stdout.strip()
-    if new != numpy.__version__:
-        print(f"numpy changed ({{numpy.__version__}} -> {{new}}): restart the runtime (Runtime > Restart session), "
-              "then run all cells again.")
+    sys.path.insert(0, os.path.abspath("scripts"))
+    import hosted_setup
+
+    hosted_setup.install()  # says what changed, and whether the runtime must be restarted
 if not os.path.isdir("utils"):
-    raise RuntimeError("Open this notebook from the course repository's root folder (`make lab` does), "
-                       "or on Colab/Kaggle, where this cell fetches the course.")
+    raise RuntimeError("Open this notebook from the course repository's root folder (`make lab` starts there).")
 '''
 
 
