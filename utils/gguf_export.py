@@ -6,6 +6,7 @@ Usage: python -m utils.gguf_export fetch-converter   (what `scripts/setup.sh` ru
 from __future__ import annotations
 
 import ctypes
+import importlib
 import json
 import logging
 import math
@@ -14,6 +15,8 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
+import time
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,9 +26,10 @@ from .env import ROOT
 
 CONVERTER_VAR = "LLAMA_CPP_CONVERTER"  # a path to convert_hf_to_gguf.py, to use another llama.cpp checkout
 SETUP_HINT = "run `bash scripts/setup.sh` (or `python -m utils.gguf_export fetch-converter`) from the repository root"
-INSTALL_HINT = ("install it with `bash scripts/setup.sh`, or `pip install llama-cpp-python==0.3.36` "
-                "(on Colab add `--extra-index-url https://abetlen.github.io/llama-cpp-python/whl/cpu` for a "
-                "prebuilt wheel; elsewhere pip compiles llama.cpp, about 6 minutes on 2 cores)")
+LLAMA_REQUIREMENTS = ROOT / "requirements" / "llama.txt"  # the one pin of llama-cpp-python
+CPU_WHEELS = "https://abetlen.github.io/llama-cpp-python/whl/cpu"  # llama-cpp-python's own prebuilt CPU wheels
+INSTALL_HINT = ("run `gguf_export.ensure_llama_cpp()` (notebook 07 does), or `bash scripts/setup.sh`, or "
+                f"`pip install -r requirements/llama.txt --extra-index-url {CPU_WHEELS}`")
 QUANT_TYPES = ("q8_0", "q4_0")  # what llama.cpp's quantizer makes here from the f16 file
 _CONVERTER_PARTS = ("convert_hf_to_gguf.py", "conversion", "gguf-py", "LICENSE")  # all the converter imports
 
@@ -41,6 +45,39 @@ def llama_cpp_version() -> str:
     except ImportError:
         raise GGUFToolError(f"llama-cpp-python (llama.cpp's bindings) is not installed: {INSTALL_HINT}") from None
     return llama_cpp.__version__
+
+
+def ensure_llama_cpp(heartbeat_s: float = 30.0) -> str:
+    """The installed llama-cpp-python version, installing requirements/llama.txt first where it is missing: a prebuilt
+    CPU wheel from its own index when one fits (seconds), else pip compiles llama.cpp (about 5 minutes on 2 cores)."""
+    try:
+        return llama_cpp_version()
+    except GGUFToolError:
+        pass
+    print(f"installing llama-cpp-python ({LLAMA_REQUIREMENTS.name}): a prebuilt CPU wheel takes seconds; where none "
+          "fits this machine, pip compiles llama.cpp, which may take about 5 minutes on 2 cores", flush=True)
+    cmd = [sys.executable, "-m", "pip", "install", "--prefer-binary", "--extra-index-url", CPU_WHEELS,
+           "-r", str(LLAMA_REQUIREMENTS)]
+    start, stop = time.perf_counter(), threading.Event()
+
+    def beat() -> None:  # pip is silent while it compiles: show that it is still working
+        while not stop.wait(heartbeat_s):
+            print(f"  ... still installing ({time.perf_counter() - start:.0f} s)", flush=True)
+
+    threading.Thread(target=beat, daemon=True).start()
+    lines: list[str] = []
+    try:
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as pip:
+            for line in pip.stdout:  # pip's own lines: collecting, building the wheel, installed
+                lines.append(line)
+                print(" ", line.rstrip(), flush=True)
+    finally:
+        stop.set()
+    if pip.returncode != 0:
+        raise GGUFToolError(f"installing llama-cpp-python failed (exit {pip.returncode}): {''.join(lines[-5:])}")
+    importlib.invalidate_caches()
+    print(f"llama-cpp-python installed in {time.perf_counter() - start:.0f} s", flush=True)
+    return llama_cpp_version()
 
 
 def converter_dir(version: str | None = None) -> Path:
