@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PROFILE ?= auto
 
-.PHONY: setup course test lab student grade
+.PHONY: setup course test lab student grade publish verify-hosted
 
 setup:  ## create .venv: torch first (kept if present), then requirements.txt and the test tools
 	@bash scripts/setup.sh --dev
@@ -16,7 +16,8 @@ test: setup  ## lint, unit tests, and every notebook executed in the smoke profi
 	@$(PY) -m pytest
 
 lab: setup  ## open JupyterLab with the course kernel, from the repository root
-	@$(PY) -m jupyter lab
+	@if [ "$$(id -u)" = 0 ]; then echo "[lab] running as root (as in a Docker container): JupyterLab needs --allow-root there"; fi
+	@$(PY) -m jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root)
 
 student: setup  ## student copies of every notebook in student/ (git-ignored): solutions stubbed, checks kept, no outputs
 	@echo "[student] writing student copies of the notebooks to student/"
@@ -26,3 +27,10 @@ grade: setup  ## grade completed notebooks: make grade DIR=submissions [CSV=grad
 	@test -n "$(DIR)" || { echo "usage: make grade DIR=<folder> (one subfolder per student, or <student>__<notebook>.ipynb files)"; exit 2; }
 	@echo "[grade] executing every notebook in $(DIR) in the smoke profile; executed copies in runs/grading/"
 	@$(PY) -m utils.instructor grade "$(DIR)" $(if $(CSV),--csv "$(CSV)")
+
+publish: setup  ## point badges, links and the setup cell at your GitHub copy: make publish REPO=owner/name
+	@test -n "$(REPO)" || { echo "usage: make publish REPO=<owner>/<name> (the GitHub repository that will host the course)"; exit 2; }
+	@$(PY) -m utils.notebooks publish "$(REPO)"
+
+verify-hosted: setup  ## run the Colab/Kaggle first cell in venvs seeded with each platform's packages (needs PyPI; minutes)
+	@$(PY) scripts/verify_hosted.py $(PLATFORM)

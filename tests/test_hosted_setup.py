@@ -90,3 +90,29 @@ def test_restart_is_asked_for_only_when_a_loaded_package_changed():
     assert changed == [("numpy", "2.1.3", "2.4.6"), ("trl", "-", "1.16.0")]
     assert hosted_setup.loaded_changed(changed, {"numpy", "os"}) == ["numpy"]
     assert hosted_setup.loaded_changed(changed, {"trl", "os"}) == []  # newly installed: nothing stale in memory
+
+
+def test_publish_points_badges_links_and_the_setup_cell_at_a_fork(tmp_path):
+    import shutil
+
+    import nbformat
+
+    from utils import notebooks
+
+    (tmp_path / "utils").mkdir()
+    shutil.copy(ROOT / "utils" / "notebooks.py", tmp_path / "utils" / "notebooks.py")
+    for path in [*ROOT.glob("*.md"), *ROOT.glob("[0-9][0-9]_*.ipynb")]:
+        shutil.copy(path, tmp_path / path.name)
+    changed = notebooks.publish("my-school/llm-course", root=tmp_path)
+    assert {p.name for p in changed} >= {"notebooks.py", "README.md", *(p.name for p in ROOT.glob("0*.ipynb"))}
+    for path in tmp_path.rglob("*.*"):
+        assert notebooks.REPO not in path.read_text(), path.name
+    for path in tmp_path.glob("0*.ipynb"):
+        nb = nbformat.read(path, as_version=4)
+        assert nb.cells[1].source == SETUP_CELL.strip().replace(notebooks.REPO, "my-school/llm-course")
+        badge = f"https://colab.research.google.com/github/my-school/llm-course/blob/main/{path.name}"
+        assert badge in nb.cells[0].source
+    assert 'REPO = "my-school/llm-course"' in (tmp_path / "utils" / "notebooks.py").read_text()
+    for bad in ("", "https://github.com/a/b", "a b/c"):
+        with pytest.raises(ValueError, match="is not a GitHub 'owner/name'"):
+            notebooks.publish(bad, root=tmp_path)

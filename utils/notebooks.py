@@ -2,9 +2,11 @@
 
 Usage: python -m utils.notebooks sync    (rewrite the shared cells, strip outputs and metadata)
        python -m utils.notebooks check   (list problems; exit 1 if any)
+       python -m utils.notebooks publish OWNER/NAME   (point badges, links and the setup cell at a fork)
 """
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -99,8 +101,29 @@ def sync(path: Path) -> bool:
     return after != before
 
 
+def publish(repo: str, root: Path = ROOT) -> list[Path]:
+    """Point every badge, link and setup cell at GitHub repository `repo` ('owner/name'); return the files changed.
+    The address is written in REPO above and, generated from it, in the notebooks and the Markdown files."""
+    if not re.fullmatch(r"[A-Za-z0-9-]+/[A-Za-z0-9._-]+", repo or ""):
+        raise ValueError(f"REPO={repo!r} is not a GitHub 'owner/name' (e.g. REPO=my-school/llm-course)")
+    old = re.search(r'^REPO = "([^"]+)"', (root / "utils" / "notebooks.py").read_text(), re.M).group(1)
+    changed = []
+    for path in [root / "utils" / "notebooks.py", *sorted(root.glob("*.md")), *sorted(root.glob("*.ipynb"))]:
+        text = path.read_text(encoding="utf-8")
+        if old in text and old != repo:
+            path.write_text(text.replace(old, repo), encoding="utf-8")
+            changed.append(path)
+    return changed
+
+
 def main(argv: list[str] | None = None) -> int:
-    cmd = (argv or sys.argv[1:] or ["check"])[0]
+    argv = argv or sys.argv[1:] or ["check"]
+    cmd = argv[0]
+    if cmd == "publish":
+        changed = publish(argv[1] if len(argv) > 1 else "")
+        print(f"{len(changed)} files now point at github.com/{argv[1]}: " + ", ".join(p.name for p in changed))
+        print("commit and push them; the Colab and Kaggle badges work once that repository is public on GitHub")
+        return 0
     if cmd == "sync":
         for path in course_notebooks():
             print(f"{path.name}: {'updated' if sync(path) else 'unchanged'}")
