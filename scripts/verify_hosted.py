@@ -4,7 +4,8 @@ Usage: python scripts/verify_hosted.py [colab|kaggle ...]   (`make verify-hosted
 For each platform it builds a throwaway venv with the versions in requirements/platforms/<platform>-<date>.txt (torch
 is the CPU build on this disk: the platforms' CUDA builds are GBs), runs the setup cell with COURSE_HOSTED=1 against a
 clone of this repository, and asserts: no invalid requirement, no new pip conflict, no platform pin broken, numpy kept
-or the restart notice shown, and `import utils, transformers, peft, trl, bitsandbytes, datasets` working afterwards.
+or the restart notice shown, `import utils, transformers, peft, trl, bitsandbytes, datasets` working afterwards, and
+a second run of the cell (what a learner does after the restart) installing nothing.
 """
 from __future__ import annotations
 
@@ -87,6 +88,9 @@ def verify(name: str, work: Path) -> dict:
     assert numpy_after == numpy_before or "RESTART NEEDED" in ran.stdout, (numpy_before, numpy_after)
     imported = _run([str(py), "-c", IMPORTS], cwd=work / platform_clone_name(), env=env)
     assert imported.returncode == 0, f"imports failed after the install: {imported.stderr[-1500:]}"
+    again = _run([str(py), "-c", driver], cwd=work, env=env)  # after the restart: the cell runs once more
+    assert again.returncode == 0 and "nothing to install" in again.stdout and "no restart needed" in again.stdout, (
+        f"the second run of the cell (after a restart) was not clean: {again.stdout[-1500:]}")
     changed = re.findall(r"^\s+(\S+)\s+(\S+) -> (\S+)$", ran.stdout, flags=re.M)
     return {"platform": name, "list": path.name, "seconds": round(seconds), "changed": changed,
             "restart": "RESTART NEEDED" in ran.stdout, "numpy": [numpy_before, numpy_after]}
