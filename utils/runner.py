@@ -7,9 +7,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from jupyter_client.manager import AsyncKernelManager
 
 from .env import ROOT, runs_dir
 from .report import load_results
@@ -25,6 +28,22 @@ def notebooks(select: list[str] | None = None) -> list[Path]:
     return found
 
 
+# A headless run saves its outputs for reading later. Progress-bar widgets do not survive in the saved copy (they show
+# as bars frozen at 0 %), so bars are off there: tqdm's own switch, and the Hugging Face libraries' (which pass
+# `disable=` themselves). Read by the kernel when it imports them, so set before it starts.
+HEADLESS_ENV = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+
+
+class IPCKernelManager(AsyncKernelManager):
+    """A kernel on local IPC sockets in a folder only this user can open: nothing listens on TCP, so the kernel has
+    no 'running over TCP without encryption' warning to print. Its socket files go when it shuts down."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        folder = Path(tempfile.gettempdir()) / f"course-kernels-{os.getuid()}"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        super().__init__(transport="ipc", ip=str(folder / "kernel"), **kwargs)
+
+
 def run_notebook(path: Path, profile: str = "auto", out_dir: Path | None = None,
                  parameters: dict[str, Any] | None = None, timeout: int = 1800) -> tuple[dict[str, Any], float]:
     """Execute one notebook (cwd = repository root), write the executed copy, return its results and seconds."""
@@ -32,17 +51,20 @@ def run_notebook(path: Path, profile: str = "auto", out_dir: Path | None = None,
 
     out_dir = Path(out_dir or runs_dir())
     out_dir.mkdir(parents=True, exist_ok=True)
-    env_before = os.environ.get("COURSE_RUNS_DIR")
-    os.environ["COURSE_RUNS_DIR"] = str(out_dir)  # the kernel inherits it: results land beside the executed copy
+    env = {**HEADLESS_ENV, "COURSE_RUNS_DIR": str(out_dir)}  # the kernel inherits them: results land beside the copy
+    before = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
     start = time.perf_counter()
     try:
         pm.execute_notebook(str(path), str(out_dir / path.name), parameters={"PROFILE": profile, **(parameters or {})},
-                            cwd=str(ROOT), kernel_name="python3", progress_bar=False, execution_timeout=timeout)
+                            cwd=str(ROOT), kernel_name="python3", progress_bar=False, execution_timeout=timeout,
+                            kernel_manager_class=IPCKernelManager)
     finally:
-        if env_before is None:
-            os.environ.pop("COURSE_RUNS_DIR", None)
-        else:
-            os.environ["COURSE_RUNS_DIR"] = env_before
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     seconds = time.perf_counter() - start
     return load_results(out_dir / path.stem / "results.json"), seconds
 
