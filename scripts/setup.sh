@@ -44,4 +44,4 @@ fi
 if "$PY" -m utils.gguf_export fetch-converter; then :; else
   say "WARNING: llama.cpp's converter could not be fetched; notebook 07 will say how to get it"
 fi
-say "ready: $("$PY" -c 'import torch, transformers, peft, trl; print(f"torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}, trl {trl.__version__}")')"
+say "ready: $("$PY" -c 'import utils, torch, transformers, peft, trl; print(f"torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}, trl {trl.__version__}")')"
