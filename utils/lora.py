@@ -189,3 +189,23 @@ def merge_adapter(peft_model, batch: dict[str, Any]):
     before = logits(peft_model, batch)
     merged = peft_model.merge_and_unload()
     return merged, max_abs_diff(before, logits(merged, batch))
+
+
+def trainable_4bit(model):
+    """Keep a 4-bit model's weights in bitsandbytes' trainable layout on every CPU, and return the model.
+
+    On CPUs with AVX512-BF16, bitsandbytes 0.50 repacks a Linear4bit weight for fast inference the first time the layer
+    runs in eval mode without gradients (a probe, a baseline, the Trainer's evaluation) and keeps that layout: later
+    training steps then take an inference kernel that has no backward, and the gradients that flow through the frozen
+    4-bit weights to the layers below are silently wrong (torch warns 'gemv_4bit: an autograd kernel was not
+    registered'). Undo any repacking and switch it off for this model; a GPU never repacks."""
+    import bitsandbytes as bnb
+    from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse  # private: bitsandbytes is pinned <0.51
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
+            w = module.weight
+            if getattr(w.quant_state, "packing_format_for_cpu", False):
+                w.data, w.quant_state = _convert_weight_packed_for_cpu_inverse(w.data, w.quant_state)
+    return model
