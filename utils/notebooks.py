@@ -49,6 +49,14 @@ def badges(name: str) -> str:
             f"(https://kaggle.com/kernels/welcome?src=https://github.com/{path})")
 
 
+RELATIVE_LINK = re.compile(r"\]\((?!https?://|#|mailto:)([^)\s]+)\)")  # a Markdown link to a file of the repository
+
+
+def absolute_links(markdown: str) -> str:
+    """Repository-relative links made absolute (GitHub, from REPO): relative ones break on Colab and Kaggle."""
+    return RELATIVE_LINK.sub(lambda m: f"](https://github.com/{REPO}/blob/{BRANCH}/{m.group(1)})", markdown)
+
+
 def course_notebooks() -> list[Path]:
     """The numbered course notebooks at the repository root."""
     return sorted(ROOT.glob("[0-9][0-9]_*.ipynb"))
@@ -68,6 +76,9 @@ def problems(nb: nbformat.NotebookNode, name: str) -> list[str]:
     if sum("parameters" in c.metadata.get("tags", []) for c in code) != 1:
         found.append(f"{name}: needs exactly one code cell tagged 'parameters'")
     for i, cell in enumerate(nb.cells):
+        link = RELATIVE_LINK.search(cell.source) if cell.cell_type == "markdown" else None
+        if link:
+            found.append(f"{name} cell {i}: relative link {link.group(1)} (sync makes it absolute)")
         if set(cell.metadata) - {"tags"}:
             found.append(f"{name} cell {i}: metadata has {sorted(set(cell.metadata) - {'tags'})}")
         if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None):
@@ -90,6 +101,8 @@ def sync(path: Path) -> bool:
     code[0].source = SETUP_CELL.strip()
     code[0].metadata["tags"] = [SETUP_TAG]
     for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = absolute_links(cell.source)
         cell.metadata = {k: v for k, v in cell.metadata.items() if k == "tags"}
         cell.pop("id", None)
         if cell.cell_type == "code":
