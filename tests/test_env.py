@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from utils import env
@@ -83,3 +85,21 @@ def test_notebook_04s_merged_model_is_used_only_when_asked_for_and_named(monkeyp
     chained = env.start("99_demo", "smoke", SETTINGS, model=env.FROM_04)
     assert chained["model"] == str(merged)
     assert chained.table().loc["model source"].iloc[0] == "notebook 04's merged model (MODEL_NAME='from-04')"
+
+
+def test_kaggle_gets_one_gpu_set_before_cuda_starts_and_the_first_table_says_so(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_RUNS_DIR", str(tmp_path))
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    seen = []
+    monkeypatch.setattr(env, "device_name", lambda: seen.append(os.environ.get("CUDA_VISIBLE_DEVICES")) or "cuda (T4)")
+    ctx = env.start("99_demo", "smoke", SETTINGS)
+    assert seen == ["0"]  # already set when torch was first asked about CUDA
+    assert "one GPU" in ctx.table().loc["GPUs"].iloc[0]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # the learner's own choice is kept
+    assert "GPUs" not in env.start("99_demo", "smoke", SETTINGS).table().index
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
+    monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert "GPUs" not in env.start("99_demo", "smoke", SETTINGS).table().index  # Colab and laptops: untouched
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ

@@ -57,6 +57,15 @@ def hub_reachable(timeout: float = 2.0) -> bool:
         return False
 
 
+def one_gpu_on_kaggle() -> str:
+    """On Kaggle (two T4s) show torch only the first GPU: Trainer would wrap the model in DataParallel and
+    device_map='auto' would split it across both. Works only before CUDA starts; returns a note, '' elsewhere."""
+    if detect_platform() != "Kaggle" or "CUDA_VISIBLE_DEVICES" in os.environ:
+        return ""
+    os.environ["CUDA_VISIBLE_DEVICES"] = "0"
+    return "one GPU (CUDA_VISIBLE_DEVICES=0): Kaggle's second T4 stays idle, the course code runs on one device"
+
+
 def choose_profile(requested: str = "auto") -> tuple[str, str]:
     """Resolve `requested` ('auto', 'smoke', 'cpu', 'gpu') to a profile and the reason for it."""
     requested = (requested or "auto").strip().lower()
@@ -129,6 +138,7 @@ class RunContext:
     seed: int = 0
     overrides: dict[str, Any] = field(default_factory=dict)
     model_source: str = ""
+    gpus: str = ""
 
     def __getitem__(self, key: str) -> Any:
         return self.settings[key]
@@ -138,6 +148,7 @@ class RunContext:
         import pandas as pd
 
         rows = [("runs on", self.platform), ("device", self.device), ("profile", self.profile), ("why", self.reason)]
+        rows += [("GPUs", self.gpus)] if self.gpus else []
         for key, value in self.settings.items():
             note = " (set in parameters)" if key in self.overrides else ""
             rows.append((key, f"{value}{note}"))
@@ -151,6 +162,7 @@ def start(notebook: str, profile: str, settings_by_profile: dict[str, dict[str, 
           **overrides: Any) -> RunContext:
     """Choose the profile, merge its settings with the learner's overrides (None = profile default), seed, and
     make the run's output folder. Smoke runs are forced offline so that nothing reaches for the network."""
+    gpus = one_gpu_on_kaggle()  # first: before anything asks torch about CUDA
     name, reason = choose_profile(profile)
     missing = [p for p in PROFILES if p not in settings_by_profile]
     if missing:
@@ -173,4 +185,4 @@ def start(notebook: str, profile: str, settings_by_profile: dict[str, dict[str, 
     out = runs_dir() / notebook
     out.mkdir(parents=True, exist_ok=True)
     return RunContext(notebook, name, reason, detect_platform(), device_name(), settings, out, seed, given,
-                      source if "model" in settings else "")
+                      source if "model" in settings else "", gpus)
