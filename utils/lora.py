@@ -189,3 +189,16 @@ def merge_adapter(peft_model, batch: dict[str, Any]):
     before = logits(peft_model, batch)
     merged = peft_model.merge_and_unload()
     return merged, max_abs_diff(before, logits(merged, batch))
+
+
+def save_fp16(model, folder: str | Path) -> None:
+    """Save `model` with its weights in fp16 (half the disk of fp32), its in-memory weights rounded the same way (in
+    their own dtype) so that a reloaded copy compares equal. Buffers (e.g. RoPE frequencies) are left as they are."""
+    import torch
+
+    dtypes = {name: p.dtype for name, p in model.named_parameters()}
+    for p in model.parameters():
+        p.data = p.data.to(torch.float16)
+    model.save_pretrained(folder)
+    for name, p in model.named_parameters():
+        p.data = p.data.to(dtypes[name])
