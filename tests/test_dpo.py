@@ -142,7 +142,31 @@ def test_hub_pairs_are_converted_filtered_and_validated(monkeypatch):
                                    for s in ("train", "test"))
     assert [p["criterion"] for p in train] == ["harmless"] * 3 + ["helpful"] * 3
     assert len(heldout) == 4 and all(p["chosen"].startswith("good") for p in train + heldout)
-    assert set(dropped) <= {"chosen and rejected are the same text"}  # the multi-turn record was filtered out
+    assert set(dropped) <= {"chosen and rejected are the same text", "chosen side is not single-turn"}
+
+
+def test_malformed_hh_records_are_dropped_and_counted_by_reason_not_raised(monkeypatch):
+    import datasets
+
+    def transcript(q, a):
+        return f"\n\nHuman: {q}\n\nAssistant: {a}"
+
+    good = [{"chosen": transcript(f"q{i}", f"good {i}"), "rejected": transcript(f"q{i}", f"bad {i}")}
+            for i in range(4)]
+    bad = [{"chosen": transcript("a", "b"), "rejected": transcript("a", "b") + transcript("c", "d")},
+           {"chosen": transcript("a", "b"), "rejected": transcript("other prompt", "d")},
+           {"chosen": transcript("a", "b") + transcript("c", "d"), "rejected": transcript("a", "e")},
+           {"chosen": "no dialogue at all", "rejected": transcript("a", "e")},
+           {"chosen": transcript("same", "x"), "rejected": transcript("same", "x")}]
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, data_dir, split: datasets.Dataset.from_list(bad + good))
+    train, heldout, dropped = dpo.load_pairs("Anthropic/hh-rlhf", n_train=8, n_heldout=8, seed=0)
+    assert len(train) == len(heldout) == 8 and all(p["chosen"].startswith("good") for p in train + heldout)
+    reasons = {"rejected side is not single-turn": 1, "chosen and rejected prompts differ": 1,
+               "chosen side is not single-turn": 1, "not an HH dialogue": 1, "chosen and rejected are the same text": 1}
+    assert set(dropped) <= set(reasons) and sum(dropped.values()) <= 4 * len(bad)  # what was read before 4 were found
+    pairs, why = dpo.pairs_from_hh(bad + good, "helpful", n=10)
+    assert len(pairs) == len(good) and why == reasons  # every record read: each malformed one counted once
+    assert dpo.pairs_from_hh(good + bad, "helpful", n=2) == (pairs[:2], {})  # stops once it has n
 
 
 def test_conversational_forms():
@@ -230,6 +254,37 @@ def test_pair_scores_reference_is_the_adapter_switched_off():
     assert moved[0]["reward_chosen"] == pytest.approx(0.1 * (moved[0]["policy_chosen"] - moved[0]["ref_chosen"]))
 
 
+def test_pairs_trl_would_drop_for_length_are_removed_before_training_and_scoring_cannot_fail():
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    from utils import models
+
+    tokenizer = models.load_tokenizer("local:tiny-llama")
+    pairs = [{"prompt": f"Question {i}?", "chosen": "A short answer.", "rejected": "No."} for i in range(3)]
+    pairs.insert(1, {"prompt": "A long question " * 40, "chosen": "Yes.", "rejected": "No."})  # fills max_length
+    kept, removed = dpo.fit_max_length(pairs, tokenizer, max_length=48)
+    assert kept == [pairs[0], *pairs[2:]] and removed == [pairs[1]]
+
+    def as_dataset(ps):
+        return Dataset.from_list([dpo.as_conversation(p) for p in ps])
+
+    model = models.load_causal_lm("local:tiny-llama")
+    args = DPOConfig(output_dir="unused", max_length=48, per_device_eval_batch_size=2, report_to=[], use_cpu=True)
+    trainer = DPOTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=as_dataset(kept),
+                         eval_dataset={"all": as_dataset(pairs), "kept": as_dataset(kept)},
+                         peft_config=_lora_config())
+    assert len(trainer.eval_dataset["all"]) == len(kept)  # TRL's own rule removes the same pair
+    rows = dpo.pair_scores(trainer.model, trainer.get_eval_dataloader("kept"), beta=0.1)
+    assert len(dpo.score_table(rows, kept)) == len(kept)
+
+
+def _lora_config():
+    from peft import LoraConfig
+
+    return LoraConfig(r=2, target_modules="all-linear", task_type="CAUSAL_LM")
+
+
 # --- logged metrics and plot ------------------------------------------------------------------------------
 
 def test_reward_history_and_plot():
@@ -257,17 +312,9 @@ def test_refuses_reads_the_opening_only():
 
 # --- the policy of notebook 04 ----------------------------------------------------------------------------
 
-def test_previous_policy_is_used_only_when_built_in_this_profile_with_a_chat_template(tmp_path):
-    merged = tmp_path / "04_lora_qlora" / "merged"
-    assert dpo.previous_policy(merged, "smoke")[0] is None
-    merged.mkdir(parents=True)
-    (merged / "config.json").write_text("{}")
-    (merged.parent / "results.json").write_text('{"profile": "cpu"}')
-    path, why = dpo.previous_policy(merged, "smoke")
-    assert path is None and "built in profile 'cpu'" in why
-    (merged.parent / "results.json").write_text('{"profile": "smoke"}')
-    (merged / "tokenizer_config.json").write_text('{"eos_token": "</s>"}')
-    assert "no chat template" in dpo.previous_policy(merged, "smoke")[1]
-    (merged / "chat_template.jinja").write_text("{{ messages }}")
-    assert dpo.previous_policy(merged, "smoke") == (str(merged), f"notebook 04's merged instruction-tuned model "
-                                                                  f"({merged})")
+def test_a_policy_folder_without_a_chat_template_is_refused(tmp_path):
+    (tmp_path / "tokenizer_config.json").write_text('{"eos_token": "</s>"}')
+    with pytest.raises(DataError, match="no chat template"):
+        dpo.require_chat_template(tmp_path)
+    (tmp_path / "chat_template.jinja").write_text("{{ messages }}")
+    dpo.require_chat_template(tmp_path)

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from utils import env
@@ -64,3 +66,40 @@ def test_start_rejects_unknown_settings_and_incomplete_profiles(monkeypatch, tmp
         env.start("99_demo", "smoke", SETTINGS, stepz=5)
     with pytest.raises(env.ProfileError, match="missing for profile"):
         env.start("99_demo", "smoke", {"smoke": {}})
+
+
+def test_notebook_04s_merged_model_is_used_only_when_asked_for_and_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_RUNS_DIR", str(tmp_path))
+    merged = tmp_path / "04_lora_qlora" / "merged"
+    with pytest.raises(env.ProfileError, match="saved no merged model"):
+        env.start("99_demo", "smoke", SETTINGS, model=env.FROM_04)
+    merged.mkdir(parents=True)
+    (merged / "config.json").write_text("{}")
+    (merged.parent / "results.json").write_text('{"profile": "cpu"}')
+    with pytest.raises(env.ProfileError, match="built in profile 'cpu'"):
+        env.start("99_demo", "smoke", SETTINGS, model=env.FROM_04)
+    (merged.parent / "results.json").write_text('{"profile": "smoke"}')
+    default = env.start("99_demo", "smoke", SETTINGS)  # 04's model exists, but nobody asked for it
+    assert default["model"] == "local:tiny-gpt2"
+    assert default.table().loc["model source"].iloc[0] == "the profile's model"
+    chained = env.start("99_demo", "smoke", SETTINGS, model=env.FROM_04)
+    assert chained["model"] == str(merged)
+    assert chained.table().loc["model source"].iloc[0] == "notebook 04's merged model (MODEL_NAME='from-04')"
+
+
+def test_kaggle_gets_one_gpu_set_before_cuda_starts_and_the_first_table_says_so(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_RUNS_DIR", str(tmp_path))
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    seen = []
+    monkeypatch.setattr(env, "device_name", lambda: seen.append(os.environ.get("CUDA_VISIBLE_DEVICES")) or "cuda (T4)")
+    ctx = env.start("99_demo", "smoke", SETTINGS)
+    assert seen == ["0"]  # already set when torch was first asked about CUDA
+    assert "one GPU" in ctx.table().loc["GPUs"].iloc[0]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # the learner's own choice is kept
+    assert "GPUs" not in env.start("99_demo", "smoke", SETTINGS).table().index
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
+    monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert "GPUs" not in env.start("99_demo", "smoke", SETTINGS).table().index  # Colab and laptops: untouched
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ

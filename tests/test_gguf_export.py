@@ -95,13 +95,53 @@ def test_fetch_keeps_only_the_converter_from_the_source_archive(monkeypatch, tmp
     assert gguf_export.fetch_converter("9.9.9") == path  # idempotent: found, not fetched again
 
 
-def test_choose_source_prefers_a_large_enough_merged_llama(tmp_path):
-    fallback = "local:small-llama"
-    assert gguf_export.choose_source(tmp_path / "none", fallback, 10)[0] == fallback
+def test_check_source_wants_a_large_enough_llama(tmp_path):
+    with pytest.raises(ValueError, match="not a Llama"):
+        gguf_export.check_source(tmp_path, 10)
     merged = tmp_path / "merged"
     shutil.copytree(assets.local_model("tiny-llama"), merged)
     n = gguf_export.count_parameters(merged)
-    source, why = gguf_export.choose_source(merged, fallback, min_params=n + 1)
-    assert source == fallback and "fewer than" in why
-    source, why = gguf_export.choose_source(merged, fallback, min_params=n)
-    assert source == str(merged) and "merged" in why
+    with pytest.raises(ValueError, match="fewer than"):
+        gguf_export.check_source(merged, min_params=n + 1)
+    assert gguf_export.check_source(merged, min_params=n) == n
+
+
+def test_a_hub_model_keeps_its_chat_template_file(monkeypatch, tmp_path):
+    import fnmatch
+
+    import huggingface_hub
+
+    repo = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja",
+            "README.md", "onnx/model.onnx", "pytorch_model.bin"]
+
+    def fake_download(repo_id, allow_patterns):
+        for name in repo:
+            if any(fnmatch.fnmatch(name, p) for p in allow_patterns):
+                (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+                (tmp_path / name).write_text("x")
+        return str(tmp_path)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    folder = gguf_export.local_folder("someone/model-with-jinja-template")
+    got = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    assert "chat_template.jinja" in got  # transformers 5 saves the template there, outside tokenizer_config.json
+    assert "pytorch_model.bin" not in got and "onnx/model.onnx" not in got  # weights once, as safetensors
+
+
+def test_the_tokenizer_files_follow_what_the_source_folder_holds(tmp_path):
+    from utils import models
+
+    gpt2_src = tmp_path / "gpt2-class"  # laid out like a Hub GPT-2 repository: vocab.json, merges.txt, tokenizer.json
+    models.load_tokenizer("local:tiny-gpt2").save_pretrained(gpt2_src)
+    bpe = json.loads((gpt2_src / "tokenizer.json").read_text())["model"]
+    (gpt2_src / "vocab.json").write_text(json.dumps(bpe["vocab"]))
+    (gpt2_src / "merges.txt").write_text("\n".join(["#version: 0.2", *(" ".join(m) for m in bpe["merges"])]))
+    gpt2 = models.load_tokenizer(str(gpt2_src))
+    assert Path(gpt2.vocab_file).name == "vocab.json"  # what 04 used to copy to tokenizer.model
+    saved = gguf_export.save_tokenizer(gpt2, tmp_path / "gpt2-merged")
+    assert "tokenizer.json" in saved and not (tmp_path / "gpt2-merged" / "tokenizer.model").exists()
+    llama = models.load_tokenizer("local:tiny-llama")  # SentencePiece: the converter needs its tokenizer.model
+    saved = gguf_export.save_tokenizer(llama, tmp_path / "llama-merged")
+    source = assets.local_model("tiny-llama") / "tokenizer.model"
+    assert "tokenizer.model" in saved
+    assert (tmp_path / "llama-merged" / "tokenizer.model").read_bytes() == source.read_bytes()

@@ -67,6 +67,18 @@ def test_chat_keeps_prompt_and_answer_inside_the_context(files):
         chat.ask("  ")
 
 
+def test_chat_without_a_template_says_so_instead_of_guessing_one():
+    class NoTemplate:  # a llama.cpp model whose GGUF file stores no chat template
+        metadata = {"general.architecture": "llama"}
+        token_bos, token_eos = (lambda self: 1), (lambda self: 2)
+
+        def detokenize(self, tokens, special=False):
+            return b"<s>" if tokens == [1] else b"</s>"
+
+    with pytest.raises(ValueError, match="no chat template"):
+        inference.Chat(NoTemplate())
+
+
 def test_chat_box_runs_a_turn_without_a_browser(files):
     chat = inference.Chat(inference.load_gguf(files["q4_0"], n_ctx=256, n_threads=2), max_tokens=12)
     box, send = inference.chat_box(chat)

@@ -129,3 +129,13 @@ def test_size_and_diff_errors(tmp_path):
         lora.weights_size(tmp_path)
     with pytest.raises(ValueError, match="logits shapes differ"):
         lora.max_abs_diff(torch.zeros(1, 2, 3), torch.zeros(1, 3, 3))
+
+
+def test_save_fp16_halves_the_file_and_the_reloaded_copy_gives_the_same_logits(tmp_path):
+    model = models.load_causal_lm("local:tiny-llama", dtype=torch.float32)
+    batch = {"input_ids": torch.tensor([[1, 20, 30, 40, 50]]), "attention_mask": torch.ones(1, 5, dtype=torch.long)}
+    lora.save_fp16(model, tmp_path)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    reloaded = models.load_causal_lm(str(tmp_path), dtype=torch.float32)
+    assert lora.max_abs_diff(lora.logits(model, batch), lora.logits(reloaded, batch)) == 0
+    assert lora.weights_size(tmp_path) < 0.55 * 4 * sum(p.numel() for p in model.parameters())

@@ -43,13 +43,3 @@ def test_hub_model_offline_says_what_to_do(monkeypatch):
 def test_empty_model_name_is_an_error():
     with pytest.raises(models.ModelUnavailableError, match="non-empty string"):
         models.resolve("")
-
-
-def test_compute_dtype_is_float16_where_bfloat16_is_only_emulated(monkeypatch):
-    import torch
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
-    assert models.compute_dtype() == torch.float16  # a T4: torch emulates bf16, slowly
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
-    assert models.compute_dtype() == torch.bfloat16  # Ampere and later

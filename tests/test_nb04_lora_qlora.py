@@ -72,6 +72,17 @@ def test_merged_model_matches_the_adapter_and_reloads(res):
     assert merge["qlora_merge_diff"] > merge["max_abs_diff"]  # the quantization error, not a merge error
 
 
+def test_disk_kept_to_what_the_lesson_needs(res):
+    out = Path(res["merge"]["merged_dir"]).parent
+    assert not list(out.glob("checkpoints/*/checkpoint-*"))  # deleted once each run was saved
+    weights = Path(res["merge"]["merged_dir"]) / "model.safetensors"
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as st:
+        assert {str(st.get_slice(k).get_dtype()) for k in st.keys()} == {"F16"}  # merged weights in fp16
+    assert res["merge"]["merged_mb"] * 2**20 < 2.1 * res["trainable"]["full"]  # 2 bytes a weight, not 4
+
+
 def test_answers_and_exercises(res):
     assert len(res["answers"]) == 3
     assert all(row["before"] and row["after (LoRA merged)"] for row in res["answers"])

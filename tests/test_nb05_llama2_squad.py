@@ -77,3 +77,12 @@ def test_the_rating_sheet_is_exported_blank(res):
 
 def test_exercise_solutions_pass(res):
     assert res["results"]["exercises"] == {"05.1": True, "05.2": True, "05.3": True}
+
+
+def test_every_runs_answers_are_saved_to_resume_from_and_the_gpu_budget_fits_a_free_session(res):
+    r = res["results"]
+    assert r["answers_read_back"] == []  # a fresh run generates every answer, and saves it
+    saved = sorted(p.name for p in (Path(res["_out_dir"]) / "answers").glob("*.json"))
+    assert len(saved) == len(r["runs"]) and saved[0].startswith("QLoRA-n-")
+    plan = {row["index"]: row for row in r["plan"]}  # the estimate's terms per profile, from settings and rates
+    assert plan["gpu"]["total (min)"] < 45 and plan["smoke"]["total (min)"] < 2

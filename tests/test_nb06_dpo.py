@@ -12,7 +12,7 @@ def res(notebook):
 def test_policy_is_the_tiny_llama_sft_tuned_here(res):
     r = res["results"]
     assert res["profile"] == "smoke"
-    assert "notebook 04" in r["policy_reason"] and r["policy"].endswith("sft-16-steps")  # no 04 output in the test
+    assert r["policy_source"] == "the profile's model" and r["policy"].endswith("sft-16-steps")
     (first_step, first), (last_step, last) = r["sft_losses"][0], r["sft_losses"][-1]
     assert last_step > first_step and last < first
 
@@ -20,6 +20,7 @@ def test_policy_is_the_tiny_llama_sft_tuned_here(res):
 def test_pairs_ranking_demo_and_held_out_split(res):
     r = res["results"]
     assert (r["n_train"], r["n_heldout"], r["dropped"]) == (56, 18, {})
+    assert r["removed_for_length"] == {"train": 0, "held out": 0}  # the shipped pairs fit max_length = 192
     assert r["ranking_demo"] == {"answers": 4, "pairs": 5,
                                  "criteria": ["helpful", "helpful", "harmless", "harmless", "harmless"]}
     assert res["headline"]["pairs"] == 56

@@ -10,7 +10,7 @@ def res(notebook):
 
 def test_07_exports_three_real_gguf_files_ordered_by_size(res):
     r = res["results"]
-    assert res["profile"] == "smoke" and "no merged model" in r["source_reason"]  # fresh runs folder: the preset
+    assert res["profile"] == "smoke" and r["source_reason"] == "the profile's model"
     assert r["parameters"] > 10_000_000  # big enough that timed runs last seconds
     files = r["files"]
     assert {n: f["file_type"] for n, f in files.items()} == {"f16": "MOSTLY_F16", "q8_0": "MOSTLY_Q8_0",

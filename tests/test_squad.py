@@ -198,8 +198,26 @@ def test_load_splits_uses_a_datasets_train_and_validation_splits(tmp_path):
     assert squad.load_splits(squad.LOCAL_SAMPLE) == squad.split_by_context(rows, 0.25)
 
 
-def test_four_bit_config_takes_the_compute_dtype_notebook_05_uses_on_cpu():
+def test_four_bit_config_computes_in_fp32_on_a_cpu_by_the_course_rule(monkeypatch):
     import torch
 
-    assert models.four_bit_config(torch.float32).bnb_4bit_compute_dtype == torch.float32
-    assert models.four_bit_config().bnb_4bit_compute_dtype == models.compute_dtype()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert models.four_bit_config().bnb_4bit_compute_dtype == torch.float32  # no GPU: no emulated bf16
+    assert models.four_bit_config(torch.float16).bnb_4bit_compute_dtype == torch.float16
+
+
+def test_a_finished_run_is_read_back_and_an_unfinished_one_redone(tmp_path):
+    calls = []
+
+    def make():
+        calls.append(1)
+        return ["Volga", "Vienna"]
+
+    key = {"model": "m", "style": "instruction", "eval_ids": ["a", "b"]}
+    first = squad.saved_run(tmp_path, "few-shot k=3 (demonstration)", key, make)
+    assert first["raw"] == ["Volga", "Vienna"] and not first["reused"] and first["seconds"] >= 0
+    again = squad.saved_run(tmp_path, "few-shot k=3 (demonstration)", key, make)
+    assert again == {**first, "reused": True} and len(calls) == 1  # a rerun after an interruption: not generated
+    squad.saved_run(tmp_path, "few-shot k=3 (demonstration)", {**key, "eval_ids": ["a"]}, make)
+    assert len(calls) == 2  # other settings: other answers
+    assert len(list(tmp_path.glob("few-shot-k-3-demonstration-*.json"))) == 2 and not list(tmp_path.glob("*.tmp"))

@@ -53,3 +53,59 @@ def test_loss_history_splits_train_and_eval():
     assert training.loss_history(log) == {"train": [(1, 3.0), (2, 2.0)], "eval": [(1, 2.5)]}
     fig = training.plot_losses({"full": training.loss_history(log)})
     assert len(fig.axes[0].lines) == 2
+
+
+# --- one mixed-precision rule for every trainer -----------------------------------------------------------
+
+def test_precision_rule_fp16_on_a_t4_bf16_where_native_fp32_on_a_cpu(monkeypatch):
+    assert training.precision() == training.Precision(torch.float32, fp16=False, bf16=False)  # this CPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    t4 = training.precision()  # a T4: torch only emulates bf16
+    assert (t4.dtype, t4.args) == (torch.float16, {"fp16": True, "bf16": False})
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    ampere = training.precision()
+    assert (ampere.dtype, ampere.args) == (torch.bfloat16, {"fp16": False, "bf16": True})
+    assert training.precision(fp16=True).args == {"fp16": True, "bf16": False}  # asked for, as on a T4
+
+
+def _course_trainer(kind: str, prec: training.Precision):
+    """Each notebook's trainer, built the way that notebook builds it, in miniature and with `prec`."""
+    from datasets import Dataset
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import Trainer, TrainingArguments
+    from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+
+    tok = models.load_tokenizer("local:tiny-llama")
+    lora = LoraConfig(r=2, target_modules="all-linear", task_type="CAUSAL_LM")
+    chat = Dataset.from_list([{"prompt": [{"role": "user", "content": "Hi?"}],
+                               "completion": [{"role": "assistant", "content": "Hello."}]}] * 4)
+    common = {"output_dir": "unused", "use_cpu": True, "report_to": [], "max_steps": 1, **prec.args}
+    four_bit = {"quantization_config": models.four_bit_config(prec.dtype), "dtype": prec.dtype, "device_map": "cpu"}
+    if kind == "03 Trainer, full fine-tuning":
+        gpt2 = models.load_causal_lm("local:tiny-gpt2", dtype=torch.float32)
+        return Trainer(model=gpt2, args=TrainingArguments(**common))
+    if kind == "04 SFTTrainer, QLoRA (peft_config)":
+        qbase = prepare_model_for_kbit_training(models.load_causal_lm("local:tiny-llama", **four_bit))
+        return SFTTrainer(model=qbase, args=SFTConfig(**common), train_dataset=chat, processing_class=tok,
+                          peft_config=lora)
+    if kind == "05 SFTTrainer, QLoRA (PeftModel)":
+        qbase = prepare_model_for_kbit_training(models.load_causal_lm("local:tiny-llama", **four_bit))
+        return SFTTrainer(model=get_peft_model(qbase, lora), args=SFTConfig(**common), train_dataset=chat,
+                          processing_class=tok)
+    pairs = Dataset.from_list([{"prompt": [{"role": "user", "content": "Hi?"}],
+                                "chosen": [{"role": "assistant", "content": "Hello."}],
+                                "rejected": [{"role": "assistant", "content": "Go."}]}] * 4)
+    policy = models.load_causal_lm("local:tiny-llama", dtype=prec.dtype)
+    return DPOTrainer(model=policy, args=DPOConfig(**common), train_dataset=pairs, processing_class=tok,
+                      peft_config=lora)
+
+
+@pytest.mark.parametrize("kind", ["03 Trainer, full fine-tuning", "04 SFTTrainer, QLoRA (peft_config)",
+                                  "05 SFTTrainer, QLoRA (PeftModel)", "06 DPOTrainer, LoRA on a half-precision policy"])
+def test_every_trainer_of_the_course_keeps_trainable_parameters_fp32_under_fp16(kind):
+    prec = training.precision(fp16=True)  # what a T4 gets; the trainers are only built here, not run
+    trainer = training.fp32_trainable(_course_trainer(kind, prec))
+    dtypes = {str(p.dtype) for p in trainer.model.parameters() if p.requires_grad}
+    assert dtypes == {"torch.float32"}, f"{kind}: trainable parameters in {dtypes}"
+    assert trainer.args.fp16 and not trainer.args.bf16

@@ -5,6 +5,7 @@ import itertools
 import json
 import random
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +61,13 @@ def keep_valid(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Cou
         try:
             kept.append(validate_pair(record, f"pair {n}"))
         except DataError as err:
-            reason = str(err).split(": ", 1)[-1]
-            dropped[reason.split(" (has ")[0].split(" — ")[0]] += 1
+            dropped[drop_reason(err)] += 1
     return kept, dropped
+
+
+def drop_reason(err: DataError) -> str:
+    """The reason of a '<where>: <reason> — <what to do>' DataError, short enough to count records by."""
+    return str(err).split(": ", 1)[-1].split(" (has ")[0].split(" — ")[0]
 
 
 # --- preference data: shipped or from the Hub ----------------------------------------------------------------
@@ -80,13 +85,35 @@ def split_dialogue(text: str) -> list[dict[str, str]]:
     return messages
 
 
-def hh_to_pair(record: dict[str, Any], criterion: str | None = None) -> dict[str, Any]:
-    """A single-turn Anthropic HH record {'chosen', 'rejected'} (whole transcripts) -> a pair with its prompt apart."""
-    chosen, rejected = split_dialogue(record["chosen"]), split_dialogue(record["rejected"])
-    if len(chosen) != 2 or len(rejected) != 2 or chosen[0] != rejected[0] or chosen[1]["role"] != "assistant":
-        raise DataError("not a single-turn dialogue with one shared prompt: keep records with one Human turn")
-    return {"prompt": chosen[0]["content"], "chosen": chosen[1]["content"], "rejected": rejected[1]["content"],
-            "criterion": criterion}
+def hh_to_pair(record: dict[str, Any], criterion: str | None = None, where: str = "HH record") -> dict[str, Any]:
+    """A single-turn Anthropic HH record {'chosen', 'rejected'} (whole transcripts) -> a pair with its prompt apart.
+    Raises DataError naming the problem when a side is not one Human turn and one answer, or the prompts differ."""
+    sides = {}
+    for side in ("chosen", "rejected"):
+        try:
+            sides[side] = split_dialogue(record[side])
+        except DataError:
+            raise DataError(f"{where}: not an HH dialogue — the {side} side has no '\\n\\nHuman:' turn") from None
+        if [m["role"] for m in sides[side]] != ["user", "assistant"]:
+            raise DataError(f"{where}: {side} side is not single-turn — keep records of one Human turn, one answer")
+    if sides["chosen"][0] != sides["rejected"][0]:
+        raise DataError(f"{where}: chosen and rejected prompts differ — both sides must answer the same Human turn")
+    return {"prompt": sides["chosen"][0]["content"], "chosen": sides["chosen"][1]["content"],
+            "rejected": sides["rejected"][1]["content"], "criterion": criterion}
+
+
+def pairs_from_hh(records: Iterable[dict[str, Any]], criterion: str, n: int) -> tuple[list[dict[str, Any]], Counter]:
+    """The first `n` valid pairs of HH records, in order; the records passed over (not single-turn, prompts that
+    differ, failing validation) are dropped and counted by reason instead of stopping the run."""
+    kept, dropped = [], Counter()
+    for i, record in enumerate(records, start=1):
+        if len(kept) == n:
+            break
+        try:
+            kept.append(validate_pair(hh_to_pair(record, criterion, f"record {i}"), f"record {i}"))
+        except DataError as err:
+            dropped[drop_reason(err)] += 1
+    return kept, dropped
 
 
 def load_pairs(source: str, n_train: int, n_heldout: int, seed: int = 0
@@ -111,9 +138,8 @@ def load_pairs(source: str, n_train: int, n_heldout: int, seed: int = 0
         for subset, criterion, share in (("harmless-base", "harmless", size - size // 2),
                                          ("helpful-base", "helpful", size // 2)):
             rows = load_dataset(source, data_dir=subset, split=split).shuffle(seed=seed)
-            rows = rows.filter(lambda r: r["chosen"].count("\n\nHuman:") == 1)
-            kept, why = keep_valid([hh_to_pair(r, criterion) for r in rows.select(range(min(len(rows), 2 * share)))])
-            out[split] += kept[:share]
+            kept, why = pairs_from_hh(rows, criterion, share)
+            out[split] += kept
             dropped += why
     return out["train"], out["test"], dropped
 
@@ -123,6 +149,26 @@ def as_conversation(pair: dict[str, Any]) -> dict[str, Any]:
     return {"prompt": [{"role": "user", "content": pair["prompt"]}],
             "chosen": [{"role": "assistant", "content": pair["chosen"]}],
             "rejected": [{"role": "assistant", "content": pair["rejected"]}]}
+
+
+def fit_max_length(pairs: list[dict[str, Any]], tokenizer, max_length: int
+                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """TRL's DPOTrainer (trl 1.16, truncation 'keep_start') silently drops a pair whose chat-formatted prompt alone
+    fills `max_length`; apply its rule before training so that no pair goes missing afterwards. Returns (kept,
+    removed)."""
+    from trl.data_utils import common_prefix_length
+
+    def ids(messages: list[dict[str, str]], **kwargs: Any) -> list[int]:
+        return tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, **kwargs)["input_ids"]
+
+    kept, removed = [], []
+    for pair in pairs:
+        conv = as_conversation(pair)
+        prompt = ids(conv["prompt"], add_generation_prompt=True)
+        prompt_len = min(common_prefix_length(prompt, ids(conv["prompt"] + conv[side]))
+                         for side in ("chosen", "rejected"))  # where TRL starts the completion
+        (kept if prompt_len < max_length else removed).append(pair)
+    return kept, removed
 
 
 def opening_pairs(prompts: list[str]) -> list[dict[str, Any]]:
@@ -190,7 +236,7 @@ def score_table(rows: list[dict[str, float]], pairs: list[dict[str, Any]]):
 
     if len(rows) != len(pairs):
         raise ValueError(f"{len(pairs)} pairs but {len(rows)} scores: TRL dropped pairs whose prompt fills max_length "
-                         "— raise max_length or drop long prompts first")
+                         "— remove them first with fit_max_length, or raise max_length")
     table = pd.DataFrame(rows)
     table.insert(0, "criterion", [p.get("criterion") for p in pairs])
     table.insert(0, "prompt", [p["prompt"] for p in pairs])
@@ -282,19 +328,11 @@ def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int =
     return answers
 
 
-def previous_policy(folder: str | Path, profile: str) -> tuple[str | None, str]:
-    """Notebook 04's merged instruction-tuned model when it exists, was built in this profile and has a chat
-    template: (its folder, why) — else (None, why not)."""
+def require_chat_template(folder: str | Path) -> None:
+    """Raise DataError when a model folder has no chat template, which chat preference pairs need."""
     folder = Path(folder)
-    if not (folder / "config.json").exists():
-        return None, f"no merged model of notebook 04 at {folder}"
-    results = folder.parent / "results.json"
-    made_in = json.loads(results.read_text(encoding="utf-8")).get("profile") if results.exists() else None
-    if made_in != profile:
-        return None, f"{folder} was built in profile {made_in!r}, this run is {profile!r}"
     config = folder / "tokenizer_config.json"
-    has_template = (folder / "chat_template.jinja").exists() or (
-        config.exists() and "chat_template" in json.loads(config.read_text(encoding="utf-8")))
-    if not has_template:
-        return None, f"{folder} has no chat template, which chat preference pairs need"
-    return str(folder), f"notebook 04's merged instruction-tuned model ({folder})"
+    if not ((folder / "chat_template.jinja").exists() or (
+            config.exists() and "chat_template" in json.loads(config.read_text(encoding="utf-8")))):
+        raise DataError(f"{folder} has no chat template, which chat preference pairs need: save the tokenizer of a "
+                        "chat model beside it, or leave MODEL_NAME=None for the profile's model")

@@ -1,6 +1,7 @@
 """Where a notebook runs and which run profile it uses: smoke (offline, tiny), cpu (laptop) or gpu (Colab/Kaggle)."""
 from __future__ import annotations
 
+import json
 import os
 import platform as _platform
 import random
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 PROFILES = ("smoke", "cpu", "gpu")
+FROM_04 = "from-04"  # MODEL_NAME for notebook 04's merged model (06, 07) instead of the profile's model
 ROOT = Path(__file__).resolve().parent.parent
 HUB_HOST = os.environ.get("COURSE_HUB_HOST", "huggingface.co")
 
@@ -53,6 +55,15 @@ def hub_reachable(timeout: float = 2.0) -> bool:
             return True
     except OSError:
         return False
+
+
+def one_gpu_on_kaggle() -> str:
+    """On Kaggle (two T4s) show torch only the first GPU: Trainer would wrap the model in DataParallel and
+    device_map='auto' would split it across both. Works only before CUDA starts; returns a note, '' elsewhere."""
+    if detect_platform() != "Kaggle" or "CUDA_VISIBLE_DEVICES" in os.environ:
+        return ""
+    os.environ["CUDA_VISIBLE_DEVICES"] = "0"
+    return "one GPU (CUDA_VISIBLE_DEVICES=0): Kaggle's second T4 stays idle, the course code runs on one device"
 
 
 def choose_profile(requested: str = "auto") -> tuple[str, str]:
@@ -99,6 +110,20 @@ def runs_dir() -> Path:
     return Path(os.environ.get("COURSE_RUNS_DIR", ROOT / "runs"))
 
 
+def merged_model_of_04(profile: str) -> Path:
+    """Notebook 04's merged model folder, built in `profile`; ProfileError saying what to run when it is not."""
+    folder = runs_dir() / "04_lora_qlora" / "merged"
+    if not (folder / "config.json").is_file():
+        raise ProfileError(f"MODEL_NAME='{FROM_04}' but notebook 04 saved no merged model in {folder}: run 04 first "
+                           f"(profile {profile}), or leave MODEL_NAME=None for the profile's model")
+    results = folder.parent / "results.json"
+    made_in = json.loads(results.read_text(encoding="utf-8")).get("profile") if results.is_file() else None
+    if made_in != profile:
+        raise ProfileError(f"MODEL_NAME='{FROM_04}' but notebook 04's merged model was built in profile {made_in!r}, "
+                           f"this run is {profile!r}: run 04 in this profile, or leave MODEL_NAME=None")
+    return folder
+
+
 @dataclass
 class RunContext:
     """What a notebook run uses: profile, why, device, the resolved settings and its output folder."""
@@ -112,6 +137,8 @@ class RunContext:
     out_dir: Path
     seed: int = 0
     overrides: dict[str, Any] = field(default_factory=dict)
+    model_source: str = ""
+    gpus: str = ""
 
     def __getitem__(self, key: str) -> Any:
         return self.settings[key]
@@ -121,9 +148,12 @@ class RunContext:
         import pandas as pd
 
         rows = [("runs on", self.platform), ("device", self.device), ("profile", self.profile), ("why", self.reason)]
+        rows += [("GPUs", self.gpus)] if self.gpus else []
         for key, value in self.settings.items():
             note = " (set in parameters)" if key in self.overrides else ""
             rows.append((key, f"{value}{note}"))
+        if self.model_source:
+            rows.append(("model source", self.model_source))
         rows.append(("outputs", str(self.out_dir)))
         return pd.DataFrame(rows, columns=["", self.notebook]).set_index("")
 
@@ -132,6 +162,7 @@ def start(notebook: str, profile: str, settings_by_profile: dict[str, dict[str, 
           **overrides: Any) -> RunContext:
     """Choose the profile, merge its settings with the learner's overrides (None = profile default), seed, and
     make the run's output folder. Smoke runs are forced offline so that nothing reaches for the network."""
+    gpus = one_gpu_on_kaggle()  # first: before anything asks torch about CUDA
     name, reason = choose_profile(profile)
     missing = [p for p in PROFILES if p not in settings_by_profile]
     if missing:
@@ -142,6 +173,10 @@ def start(notebook: str, profile: str, settings_by_profile: dict[str, dict[str, 
     if unknown:
         raise ProfileError(f"{notebook}: unknown setting(s) {unknown}; known: {sorted(settings)}")
     settings.update(given)
+    source = "MODEL_NAME, set in parameters" if "model" in given else "the profile's model"
+    if given.get("model") == FROM_04:
+        settings["model"] = str(merged_model_of_04(name))
+        source = f"notebook 04's merged model (MODEL_NAME='{FROM_04}')"
     if name == "smoke":
         for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
             os.environ[var] = "1"
@@ -149,4 +184,5 @@ def start(notebook: str, profile: str, settings_by_profile: dict[str, dict[str, 
     set_seed(seed)
     out = runs_dir() / notebook
     out.mkdir(parents=True, exist_ok=True)
-    return RunContext(notebook, name, reason, detect_platform(), device_name(), settings, out, seed, given)
+    return RunContext(notebook, name, reason, detect_platform(), device_name(), settings, out, seed, given,
+                      source if "model" in settings else "", gpus)

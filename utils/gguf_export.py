@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -31,6 +32,8 @@ CPU_WHEELS = "https://abetlen.github.io/llama-cpp-python/whl/cpu"  # llama-cpp-p
 INSTALL_HINT = ("run `gguf_export.ensure_llama_cpp()` (notebook 07 does), or `bash scripts/setup.sh`, or "
                 f"`pip install -r requirements/llama.txt --extra-index-url {CPU_WHEELS}`")
 QUANT_TYPES = ("q8_0", "q4_0")  # what llama.cpp's quantizer makes here from the f16 file
+# What the converter reads from a Hub model: config, weights, tokenizer (chat_template.jinja holds the chat template)
+HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]
 _CONVERTER_PARTS = ("convert_hf_to_gguf.py", "conversion", "gguf-py", "LICENSE")  # all the converter imports
 
 
@@ -151,27 +154,24 @@ def count_parameters(model_dir: str | Path) -> int:
     return total
 
 
-def choose_source(merged_dir: str | Path, fallback: str, min_params: int) -> tuple[str, str]:
-    """Which model to export: notebook 04's merged model when it is there, a Llama and at least `min_params`
-    parameters (below that every timed run lasts milliseconds and the benchmark measures noise); else `fallback`.
-    Returns (model name or folder, the reason)."""
-    merged_dir = Path(merged_dir)
-    config = merged_dir / "config.json"
-    if not config.is_file():
-        return fallback, f"no merged model from notebook 04 in {merged_dir}"
-    archs = json.loads(config.read_text(encoding="utf-8")).get("architectures") or []
+def check_source(model_dir: str | Path, min_params: int) -> int:
+    """A model folder the benchmark can use: a Llama with at least `min_params` parameters (below that every timed
+    run lasts milliseconds and the benchmark measures noise). Returns its parameter count; ValueError if not."""
+    config = Path(model_dir) / "config.json"
+    archs = json.loads(config.read_text(encoding="utf-8")).get("architectures") or [] if config.is_file() else []
     if "LlamaForCausalLM" not in archs:
-        return fallback, f"notebook 04's merged model is a {archs or 'model of unknown type'}, not a Llama"
-    n = count_parameters(merged_dir)
+        raise ValueError(f"{model_dir} holds a {archs or 'model of unknown type'}, not a Llama: export a Llama-"
+                         "architecture model, or leave MODEL_NAME=None for the profile's model")
+    n = count_parameters(model_dir)
     if n < min_params:
-        return fallback, (f"notebook 04's merged model has {n / 1e6:.1f} M parameters, fewer than "
-                          f"{min_params / 1e6:.0f} M: its timed runs would last milliseconds")
-    return str(merged_dir), f"notebook 04's merged model ({n / 1e6:.0f} M parameters)"
+        raise ValueError(f"{model_dir} has {n / 1e6:.1f} M parameters, fewer than {min_params / 1e6:.0f} M: its "
+                         "timed runs would last milliseconds — leave MODEL_NAME=None for the profile's model")
+    return n
 
 
 def local_folder(name: str) -> Path:
     """A folder holding the model `name` for the converter: 'local:<preset>' and folders as they are, a Hub id
-    downloaded (weights, config and tokenizer files only) into the Hugging Face cache."""
+    downloaded (HUB_FILES: weights, config, tokenizer and chat template) into the Hugging Face cache."""
     from .models import ModelUnavailableError, resolve
 
     path = Path(resolve(name))
@@ -180,10 +180,26 @@ def local_folder(name: str) -> Path:
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(str(path), allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"]))
+        return Path(snapshot_download(str(path), allow_patterns=HUB_FILES))
     except Exception as err:  # offline, gated or misspelled: say which and what to do
         raise ModelUnavailableError(f"could not get '{name}' from the Hugging Face Hub ({type(err).__name__}): "
                                     "check the name and the connection, or use PROFILE='smoke'") from err
+
+
+def save_tokenizer(tok, folder: str | Path) -> list[str]:
+    """Save `tok` into a model folder for the converter, with the SentencePiece model (`tokenizer.model`) when the
+    folder it was loaded from holds one — transformers 5 saves only tokenizer.json, which the converter reads for
+    BPE tokenizers (GPT-2 class) but not for SentencePiece ones (Llama-2 class). Returns the files saved."""
+    folder = Path(folder)
+    saved = [Path(f).name for f in tok.save_pretrained(folder)]
+    vocab_file = getattr(tok, "vocab_file", None)
+    sources = [Path(vocab_file).parent] if vocab_file else []
+    sources += [Path(tok.name_or_path)] if tok.name_or_path else []
+    spm = next((d / "tokenizer.model" for d in sources if (d / "tokenizer.model").is_file()), None)
+    if spm and not (folder / "tokenizer.model").is_file():
+        shutil.copy(spm, folder / "tokenizer.model")
+        saved.append("tokenizer.model")
+    return saved
 
 
 def export_f16(model_dir: str | Path, out_file: str | Path, converter: str | Path | None = None,

@@ -97,8 +97,9 @@ def trim_history(messages: list[dict[str, str]], count_tokens: Callable[[list[di
 
 @dataclass
 class Chat:
-    """A multi-turn chat over a llama.cpp model through its chat template (the one stored in the GGUF file, or
-    `template`). Before every answer the history is trimmed, oldest first, so prompt + answer fit in n_ctx."""
+    """A multi-turn chat over a llama.cpp model through its chat template (`template`, else the one stored in the
+    GGUF file; ValueError when there is neither). Before every answer the history is trimmed, oldest first, so
+    prompt + answer fit in n_ctx."""
 
     llm: Any
     system: str = ""
@@ -111,9 +112,10 @@ class Chat:
     def __post_init__(self) -> None:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        from .formats import LLAMA2_CHAT_TEMPLATE
-
-        template = self.template or self.llm.metadata.get("tokenizer.chat_template") or LLAMA2_CHAT_TEMPLATE
+        template = self.template or self.llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ValueError("this GGUF file has no chat template, and guessing one gives the wrong special tokens: "
+                             "export a model whose tokenizer has one, or pass template= (e.g. formats.TEMPLATES[...])")
         bos, eos = (self.llm.detokenize([t], special=True).decode("utf-8", "replace")
                     for t in (self.llm.token_bos(), self.llm.token_eos()))
         self.formatter = Jinja2ChatFormatter(template=template, bos_token=bos, eos_token=eos,

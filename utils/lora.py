@@ -191,6 +191,19 @@ def merge_adapter(peft_model, batch: dict[str, Any]):
     return merged, max_abs_diff(before, logits(merged, batch))
 
 
+def save_fp16(model, folder: str | Path) -> None:
+    """Save `model` with its weights in fp16 (half the disk of fp32), its in-memory weights rounded the same way (in
+    their own dtype) so that a reloaded copy compares equal. Buffers (e.g. RoPE frequencies) are left as they are."""
+    import torch
+
+    dtypes = {name: p.dtype for name, p in model.named_parameters()}
+    for p in model.parameters():
+        p.data = p.data.to(torch.float16)
+    model.save_pretrained(folder)
+    for name, p in model.named_parameters():
+        p.data = p.data.to(dtypes[name])
+
+
 def trainable_4bit(model):
     """Keep a 4-bit model's weights in bitsandbytes' trainable layout on every CPU, and return the model.
 

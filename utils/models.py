@@ -51,19 +51,12 @@ def load_causal_lm(name: str, **kwargs: Any):
     return _load(AutoModelForCausalLM, name, **kwargs)
 
 
-def compute_dtype():
-    """bfloat16 where the hardware runs it (CPU, Ampere+ GPUs), else float16 (a T4): the 4-bit compute dtype."""
-    import torch
-
-    if torch.cuda.is_available() and not torch.cuda.is_bf16_supported(including_emulation=False):
-        return torch.float16
-    return torch.bfloat16
-
-
 def four_bit_config(dtype: Any = None):
-    """QLoRA's quantization: 4-bit NF4 weights with double quantization, computing in `dtype` (default
-    `compute_dtype()`; float32 suits a CPU without bf16 instructions, which emulates bf16 matmuls slowly)."""
+    """QLoRA's quantization: 4-bit NF4 weights with double quantization, computing in `dtype` (default: the course's
+    precision rule, training.precision — fp16 on a T4, bf16 on newer GPUs, fp32 on a CPU)."""
     from transformers import BitsAndBytesConfig
 
+    from .training import precision
+
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=dtype or compute_dtype())
+                              bnb_4bit_compute_dtype=dtype or precision().dtype)

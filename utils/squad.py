@@ -2,11 +2,14 @@
 generation and a human-evaluation sheet."""
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import re
 import string
+import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +200,23 @@ def generate_answers(model, tok, prompts: Sequence[str], max_new_tokens: int, ba
 
 RATINGS = ("correct", "partially", "wrong")
 SHEET_COLUMNS = ("id", "question", "context", "gold", "prediction", "rating", "comment")
+
+
+def saved_run(folder: str | Path, name: str, key: dict[str, Any], make: Callable[[], list[str]]) -> dict[str, Any]:
+    """The raw answers of run `name`, saved in `folder` as JSON under the run's name and a hash of `key` (everything
+    that shapes them): loaded when a finished run left them, else made by `make()`, timed and saved — so an
+    interrupted notebook resumes after its last finished run. Returns {'raw', 'seconds', 'reused'}."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    path = Path(folder) / f"{re.sub(r'[^A-Za-z0-9]+', '-', name).strip('-')}-{digest}.json"
+    if path.is_file():
+        return {**json.loads(path.read_text(encoding="utf-8")), "reused": True}
+    start = time.perf_counter()
+    run = {"raw": list(make()), "seconds": time.perf_counter() - start}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(run), encoding="utf-8")
+    tmp.replace(path)  # written whole or not at all: a run cut off mid-write is redone, never read half
+    return {**run, "reused": False}
 
 
 def export_sheet(rows: Sequence[dict[str, Any]], path: str | Path, n: int, seed: int = 0) -> Path:

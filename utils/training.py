@@ -1,6 +1,7 @@
-"""Measuring training runs: parameter counts, freezing, wall time, tokens/s, peak memory, loss curves."""
+"""Training runs: the precision rule, parameter counts, freezing, wall time, tokens/s, peak memory, loss curves."""
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Iterable
@@ -8,6 +9,51 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How every trainer of the course computes here: `dtype` for half-precision loads and the 4-bit compute dtype;
+    `args` are the fp16/bf16 autocast flags for TrainingArguments (both off: plain fp32)."""
+
+    dtype: Any
+    fp16: bool = False
+    bf16: bool = False
+
+    @property
+    def args(self) -> dict[str, bool]:
+        return {"fp16": self.fp16, "bf16": self.bf16}
+
+
+def precision(fp16: bool | None = None) -> Precision:
+    """The course's one mixed-precision rule: fp16 autocast on a GPU without native bf16 (a T4), bf16 on one with
+    it, fp32 on a CPU (bf16 is emulated there, slowly). `fp16=True` asks for the T4's fp16 anywhere (tests)."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if fp16 or (fp16 is None and cuda and not torch.cuda.is_bf16_supported(including_emulation=False)):
+        return Precision(torch.float16, fp16=True)
+    return Precision(torch.bfloat16, bf16=True) if cuda else Precision(torch.float32)
+
+
+def fp32_trainable(trainer):
+    """Cast every trainable parameter of a freshly built trainer to fp32 and return the trainer. trl casts QLoRA
+    adapters to bf16, and fp16 autocast's gradient scaler cannot unscale 16-bit gradients (a T4 stops at step 1)."""
+    import torch
+
+    for param in trainer.model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
+    return trainer
+
+
+def free_memory() -> None:
+    """Release what deleted models held: Python's unreachable objects, then CUDA's cached blocks."""
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def count_parameters(model) -> dict[str, float]:
