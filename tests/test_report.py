@@ -17,3 +17,12 @@ def test_results_json_has_headline_and_plain_types(tmp_path, monkeypatch):
     assert doc["results"] == {"table": [{"index": 0, "method": "full", "ppl": 3.5}], "nan": None, "arr": [0, 1, 2]}
     with pytest.raises(ValueError, match="headline"):
         report.save_results(ctx, {}, {})
+
+
+def test_progress_bars_are_off_in_headless_runs_and_when_not_asked_for(monkeypatch):
+    from utils.report import progress
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    assert not progress(range(3)).disable and progress(range(3), show=False).disable
+    monkeypatch.setenv("TQDM_DISABLE", "1")  # what utils.runner sets for the kernels it starts
+    assert progress(range(3)).disable and list(progress(range(3))) == [0, 1, 2]

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from . import report
 from .data import corpus_text
 from .env import ROOT
 from .formats import LLAMA2_CHAT_TEMPLATE
@@ -157,13 +158,13 @@ def _pretrain(model, tok, steps: int, block: int = 128, batch: int = 16, lr: flo
     if steps <= 0:
         return
     import torch
-    from tqdm.auto import trange
 
     ids = torch.tensor(tok(corpus_text("train"), add_special_tokens=False)["input_ids"])
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(0)
     model.train()
-    for _ in trange(steps, desc=f"warming up the local {model.config.model_type} model (built once, then cached)"):
+    desc = f"warming up the local {model.config.model_type} model (built once, then cached)"
+    for _ in report.progress(range(steps), desc=desc):
         starts = torch.randint(0, len(ids) - block - 1, (batch,), generator=gen)
         x = torch.stack([ids[s:s + block] for s in starts])
         loss = model(input_ids=x, labels=x).loss

@@ -21,6 +21,8 @@ from typing import Any
 
 import regex
 
+from . import report
+
 # The pre-split patterns of GPT-2 and of GPT-4 (cl100k): text is cut into chunks (words with their leading space,
 # numbers, punctuation runs, whitespace) and merges never cross a chunk boundary.
 GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -286,9 +288,8 @@ class Tokenizer:
 def _progress(show: bool, total: int, desc: str):
     """A tqdm bar when asked, else a stand-in with the same update/close methods."""
     if show:
-        from tqdm.auto import tqdm
 
-        return tqdm(total=total, desc=desc)
+        return report.progress(total=total, desc=desc)
 
     class _Quiet:
         def update(self, n: int = 1) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from . import report
 from .gguf_export import llama_cpp_version
 
 # Greedy decoding in llama.cpp's terms: temperature 0 picks the argmax; no repetition penalty (its default is 1.1
@@ -367,7 +368,6 @@ def run_benchmark(model_dir: str | Path, gguf_files: dict[str, str | Path], prom
     from concurrent.futures import ProcessPoolExecutor
 
     import pandas as pd
-    from tqdm.auto import tqdm
 
     if not prompts or not all(prompts) or len(heldout) < 2:
         raise ValueError("need at least one non-empty prompt (token ids) and a held-out text of 2+ tokens")
@@ -378,7 +378,7 @@ def run_benchmark(model_dir: str | Path, gguf_files: dict[str, str | Path], prom
     variants += [("llama.cpp", name, str(path)) for name, path in gguf_files.items()]
     spawn = multiprocessing.get_context("spawn")  # a clean process per row: no memory or threads left over
     rows, reference = [], None
-    for backend, precision, target in tqdm(variants, desc="benchmark", disable=not progress):
+    for backend, precision, target in report.progress(variants, show=progress, desc="benchmark"):
         with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
             row = pool.submit(_measure, backend, precision, target, prompts, heldout, max_new_tokens, n_threads,
                               n_ctx).result()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import nbformat
 
+from . import report
 from .checks import CHECKS_FILE_VAR
 from .env import ROOT, runs_dir
 from .notebooks import badges, course_notebooks
@@ -222,7 +223,6 @@ def grade(folder: Path, notebooks: list[Path] | None = None, out_dir: Path | Non
     that stops with an error fails the exercises whose checks did not run, with that error as the message.
     Executed copies go to out_dir/<student>/ (default runs/grading/). Student code runs with your rights:
     grade untrusted submissions inside a container or a throwaway machine."""
-    from tqdm.auto import tqdm
 
     course = {p.name[:2]: p for p in (notebooks or course_notebooks())}
     submissions = find_submissions(folder)
@@ -237,7 +237,7 @@ def grade(folder: Path, notebooks: list[Path] | None = None, out_dir: Path | Non
         work.append((student, number, path))
     out_dir = Path(out_dir or runs_dir() / "grading")
     rows: list[Grade] = []
-    for student, number, path in tqdm(work, desc="grading", disable=not progress):
+    for student, number, path in report.progress(work, show=progress, desc="grading"):
         if number not in course:
             rows.append(Grade(student, path.stem, "", False, "not a course notebook: name it like "
                               f"{next(iter(course.values())).name}"))

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import report
 from .data import DataError, corpus_text
 
 LOCAL_CORPUS = "local:corpus"
@@ -115,7 +116,6 @@ def perplexity(model, input_ids: Sequence[int], window: int | None = None, strid
     (default: the model's context) that slides by `stride` tokens (default: half the window)."""
     import torch
     import torch.nn.functional as F
-    from tqdm.auto import tqdm
 
     ids = torch.as_tensor(input_ids, dtype=torch.long).flatten()
     if ids.numel() < 2:
@@ -141,7 +141,7 @@ def perplexity(model, input_ids: Sequence[int], window: int | None = None, strid
     nll, counts = [], []
     with torch.no_grad():
         batches = _batches(spans, batch_size)
-        for batch in tqdm(batches, desc="perplexity", disable=not progress):
+        for batch in report.progress(batches, show=progress, desc="perplexity"):
             x = torch.stack([ids[b:e] for b, e, _ in batch]).to(device)
             labels = x.clone()
             for row, (b, _, first) in enumerate(batch):

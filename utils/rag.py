@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from . import report
+
 
 def chunk_articles(articles: Sequence[dict[str, str]], max_words: int = 120,
                    max_chunks_per_article: int | None = None) -> list[dict[str, str]]:
@@ -82,13 +84,12 @@ class Embedder:
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """(len(texts), dim) float32 unit vectors."""
         import torch
-        from tqdm.auto import tqdm
 
         if isinstance(texts, str):
             raise TypeError("encode() takes a list of texts; wrap a single text in a list")
         out = []
         starts = range(0, len(texts), self.batch_size)
-        for i in tqdm(starts, desc="embedding", disable=not progress):
+        for i in report.progress(starts, show=progress, desc="embedding"):
             batch = self.tokenizer(list(texts[i:i + self.batch_size]), padding=True, truncation=True,
                                    max_length=self.max_length, return_tensors="pt")
             with torch.inference_mode():

@@ -3,11 +3,21 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from .env import RunContext
+
+
+def progress(iterable: Any = None, show: bool = True, **kwargs: Any):
+    """tqdm.auto's progress bar, off when `show` is False and in the course's headless runs (TQDM_DISABLE, set by
+    utils.runner): a bar widget does not survive in a saved notebook, where it shows frozen at 0 %."""
+    from tqdm.auto import tqdm
+
+    headless = os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
+    return tqdm(iterable, disable=headless or not show, **kwargs)
 
 
 def to_jsonable(value: Any) -> Any:

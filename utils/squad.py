@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import report
 from .data import DataError, load_squad_sample
 
 LOCAL_SAMPLE = "local:squad_sample"
@@ -177,13 +178,12 @@ def generate_answers(model, tok, prompts: Sequence[str], max_new_tokens: int, ba
     """Greedy continuations of `prompts`, batched with left padding behind a progress bar. Each one stops at the
     model's end-of-turn token or at the first line break; returns the raw generated text, special tokens removed."""
     import torch
-    from tqdm.auto import tqdm
 
     if batch_size < 1 or max_new_tokens < 1:
         raise ValueError(f"batch_size and max_new_tokens must be at least 1, got {batch_size} and {max_new_tokens}")
     model.eval()
     out: list[str] = []
-    with tqdm(total=len(prompts), desc=desc, unit="question") as bar:
+    with report.progress(total=len(prompts), desc=desc, unit="question") as bar:
         for start in range(0, len(prompts), batch_size):
             batch = list(prompts[start:start + batch_size])
             enc = tok(batch, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 from itertools import accumulate
 from typing import Any
 
+from . import report
+
 FAMILIES = ("whitespace", "regex", "word", "sentence", "character", "byte", "subword")
 # GPT-2's pre-tokenization pattern: contractions, letters, digits, other symbols, each with its leading space.
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -364,13 +366,12 @@ def throughput(tok: Wrapped, texts: Sequence[str]) -> dict[str, float]:
 def compare(tokenizers: Sequence[Wrapped], text: str, bench: Sequence[str] | None = None, progress: bool = False):
     """One row per tokenizer: `measure` on `text` plus `throughput` on `bench` (NaN when bench is None)."""
     import pandas as pd
-    from tqdm.auto import tqdm
 
     check_nonblank(text)
     if not tokenizers:
         raise ValueError("no tokenizers to compare")
     rows = []
-    for tok in tqdm(tokenizers, desc="tokenizers", disable=not progress):
+    for tok in report.progress(tokenizers, show=progress, desc="tokenizers"):
         row = measure(tok, text)
         row.update(throughput(tok, bench) if bench is not None else {"tokens_per_s": None, "mb_per_s": None})
         rows.append(row)
