@@ -175,7 +175,22 @@ def test_06_3_the_course_loss_passes_and_a_summed_or_reference_free_loss_is_reje
         return -torch.nn.functional.logsigmoid(beta * (pc - pr)).mean()
 
     out = rejected(capsys, "06.3", lambda: exercises.check_dpo_loss(no_reference, seed=0))
-    assert re.search(r"a batch of \d+ pairs with beta=0\.\d+: your loss [\d.]+, expected [\d.]+", out)
+    assert re.search(r"a batch of \d+ pairs with beta=0\.\d+ and margins .*: your loss [\d.]+, expected [\d.]+", out)
+
+    def naive(pc, pr, rc, rr, beta):  # -log(sigmoid(x)) is inf once sigmoid(x) rounds to 0
+        return -torch.log(torch.sigmoid(beta * ((pc - rc) - (pr - rr)))).mean()
+
+    out = rejected(capsys, "06.3", lambda: exercises.check_dpo_loss(naive, seed=0))
+    assert "your loss is inf" in out and "numerically stable" in out
+
+    logps = [torch.tensor([-12.0, -30.5]), torch.tensor([-14.0, -29.0]), torch.tensor([-13.0, -30.0]),
+             torch.tensor([-13.5, -29.5])]
+    trl = float(dpo_loss(*logps, beta=0.1)[0])
+    assert exercises.check_dpo_loss(lambda *a: dpo_loss(*a[:4], beta=a[4])[0], seed=0,
+                                    trl_batch=(logps, 0.1, trl, 1e-5))
+    out = rejected(capsys, "06.3", lambda: exercises.check_dpo_loss(
+        lambda *a: dpo_loss(*a[:4], beta=a[4])[0], seed=0, trl_batch=(logps, 0.1, trl + 0.01, 1e-5)))
+    assert "differs from TRL's" in out
 
 
 # --- 07.4 -----------------------------------------------------------------------------------------------------

@@ -246,27 +246,42 @@ def check_squad_metric(normalize: Callable, f1: Callable, seed: int | None = Non
 
 # --- 06.3 · the DPO loss from four log-probabilities -------------------------------------------------------------
 
-def check_dpo_loss(loss_fn: Callable, seed: int | None = None, batches: int = 6) -> bool:
+def check_dpo_loss(loss_fn: Callable, seed: int | None = None, batches: int = 6, trl_batch: tuple | None = None
+                   ) -> bool:
     """06.3: `loss_fn(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta)` equals the mean DPO loss of
-    utils.dpo.dpo_loss (checked against TRL's in the notebook) on generated batches and betas."""
+    utils.dpo.dpo_loss on generated batches and betas, stays finite on pairs ranked very wrong or very right, and,
+    given trl_batch = (four log-probability tensors, beta, TRL's loss, tolerance), equals TRL's loss on that batch."""
     import torch
 
     from .dpo import dpo_loss
 
     gen = torch.Generator().manual_seed(seed if seed is not None else random.randrange(2**31))
+    cases = []
     for _ in range(batches):
         n = int(torch.randint(1, 9, (1,), generator=gen))
         beta = float(torch.empty(1).uniform_(0.05, 0.5, generator=gen))
-        logps = [-30 * torch.rand(n, generator=gen) for _ in range(4)]
-        right = float(dpo_loss(*logps, beta=beta)[0])
+        cases.append(([-30 * torch.rand(n, generator=gen) for _ in range(4)], beta))
+    far = torch.tensor([-20.0, -4000.0])  # one pair ranked very right, one very wrong: margins of ±200 and more
+    cases.append(([far, far.flip(0), torch.full((2,), -2000.0), torch.full((2,), -2000.0)], cases[0][1]))
+    for logps, beta in cases:
+        n, right = len(logps[0]), float(dpo_loss(*logps, beta=beta)[0])
         mine = loss_fn(*[t.clone() for t in logps], beta)
         if not (isinstance(mine, float) or (torch.is_tensor(mine) and mine.numel() == 1)):
             raise Mismatch("return one number, the loss of the batch (a float or a 0-d tensor)")
-        if not math.isclose(float(mine), right, rel_tol=1e-5, abs_tol=1e-6):
+        margins = beta * ((logps[0] - logps[2]) - (logps[1] - logps[3]))
+        case = f"a batch of {n} pairs with beta={beta:.3f} and margins from {margins.min():.1f} to {margins.max():.1f}"
+        if not math.isfinite(float(mine)):
+            raise Mismatch(f"{case}: your loss is {float(mine)}; with large margins log(sigmoid(x)) underflows: "
+                           "compute it in a numerically stable way")
+        if not math.isclose(float(mine), right, rel_tol=1e-5, abs_tol=1e-5):
             sums = " (that is the sum over the pairs: take the mean)" if math.isclose(float(mine), n * right,
                                                                                      rel_tol=1e-5) else ""
-            raise Mismatch(f"a batch of {n} pairs with beta={beta:.3f}: your loss {float(mine):.5f}, "
-                           f"expected {right:.5f}{sums}")
+            raise Mismatch(f"{case}: your loss {float(mine):.5f}, expected {right:.5f}{sums}")
+    if trl_batch is not None:
+        logps, beta, trl_loss, tolerance = trl_batch
+        mine = float(loss_fn(*[t.detach().float().cpu() for t in logps], beta))
+        if not abs(mine - trl_loss) <= tolerance:
+            raise Mismatch(f"on the batch of section 8, your loss {mine:.6f} differs from TRL's {trl_loss:.6f}")
     return True
 
 
