@@ -46,6 +46,8 @@ def check(exercise: str, condition: Callable[[], Any], hint: str, expected: str 
     else:
         print(f"❌ Exercise {exercise}: {problem}\n   Hint: {hint}")
     _record(exercise, ok, "" if ok else problem)
+    if not ok and os.environ.get("NBGRADER_EXECUTION"):  # nbgrader gives a test cell its points unless it raises
+        raise AssertionError(f"Exercise {exercise}: {problem}")
     return ok
 
 
