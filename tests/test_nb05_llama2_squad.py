@@ -76,4 +76,4 @@ def test_the_rating_sheet_is_exported_blank(res):
 
 
 def test_exercise_solutions_pass(res):
-    assert res["results"]["exercises"] == {"05.1": True, "05.2": True, "05.3": True}
+    assert res["results"]["exercises"] == {"05.1": True, "05.2": True, "05.3": True, "05.4": True}

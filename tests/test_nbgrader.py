@@ -76,19 +76,20 @@ def test_released_copy_runs_to_the_end_with_every_check_not_done(released, name,
         assert not g.passed and g.message.startswith(checks.NOT_DONE), f"{name} {g.exercise}: {g.message}"
 
 
-def test_autograde_scores_the_solution_fully_and_the_untouched_copy_zero(released):
-    course, points = released
-    name = "02_bpe_from_scratch.ipynb"
-    for student, folder in (("alice", "source"), ("bob", "release")):
-        (course / "submitted" / student / ASSIGNMENT).mkdir(parents=True)
-        shutil.copy(course / folder / ASSIGNMENT / name, course / "submitted" / student / ASSIGNMENT / name)
-    done = nbgrader(course, "autograde", ASSIGNMENT, "--Autograde.create_student=True",
-                    f"--CourseDirectory.notebook_id={name[:-6]}")
+def test_autograde_scores_the_solution_fully_and_the_untouched_copy_zero(tmp_path):
+    name = "02_bpe_from_scratch"
+    points = instructor.write_nbgrader_source(tmp_path, ASSIGNMENT, [ROOT / f"{name}.ipynb"])[f"{name}.ipynb"]
+    done = nbgrader(tmp_path, "generate_assignment", ASSIGNMENT)
     assert done.returncode == 0, done.stdout + done.stderr
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        scores = {s: gb.find_submission_notebook(name[:-6], ASSIGNMENT, s).score for s in ("alice", "bob")}
-        max_score = gb.find_notebook(name[:-6], ASSIGNMENT).max_score
-    assert max_score == points[name] and scores == {"alice": points[name], "bob": 0}
-    graded = nbformat.read(course / "autograded" / "bob" / ASSIGNMENT / name, as_version=4)
+    for student, folder in (("alice", "source"), ("bob", "release")):  # the solution, and the untouched copy
+        (tmp_path / "submitted" / student / ASSIGNMENT).mkdir(parents=True)
+        shutil.copy(tmp_path / folder / ASSIGNMENT / f"{name}.ipynb", tmp_path / "submitted" / student / ASSIGNMENT)
+    done = nbgrader(tmp_path, "autograde", ASSIGNMENT, "--Autograde.create_student=True")
+    assert done.returncode == 0, done.stdout + done.stderr
+    with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gb:
+        scores = {s: gb.find_submission_notebook(name, ASSIGNMENT, s).score for s in ("alice", "bob")}
+        max_score = gb.find_notebook(name, ASSIGNMENT).max_score
+    assert max_score == points == 4 and scores == {"alice": 4, "bob": 0}
+    graded = nbformat.read(tmp_path / "autograded" / "bob" / ASSIGNMENT / f"{name}.ipynb", as_version=4)
     failures = [o for c in graded.cells for o in c.get("outputs", []) if o.get("ename") == "AssertionError"]
-    assert len(failures) == points[name] and all(checks.NOT_DONE in o["evalue"] for o in failures)
+    assert len(failures) == points and all(checks.NOT_DONE in o["evalue"] for o in failures)
