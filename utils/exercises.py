@@ -141,7 +141,7 @@ def check_unfreeze_for_budget(choose: Callable, seed: int | None = None, cases: 
     rng = random.Random(seed)
     for _ in range(cases):
         config = GPT2Config(n_layer=rng.randint(3, 8), n_embd=rng.choice([32, 64, 96]), n_head=4, vocab_size=500,
-                            n_positions=64)
+                            n_positions=64, bos_token_id=0, eos_token_id=0)
         with torch.device("meta"):
             model = GPT2LMHeadModel(config)
         sizes, norm = _block_sizes(model)
