@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from utils import checks
 
 
@@ -45,3 +47,16 @@ def test_a_failed_check_reading_an_answer_still_none_says_not_done(capsys):
     assert "❌ Exercise 9.9: not done yet: `result` is still None" in out
     assert "✅ Exercise 9.8 passed" in out
     assert "❌ Exercise 9.10: the result is not what the exercise asks for" in out
+
+
+def test_a_mismatch_is_the_message_and_nbgrader_gets_an_error_for_a_failed_check(monkeypatch, capsys):
+    def wrong():
+        raise checks.Mismatch("f('a') gave 'b', expected 'a'")
+
+    assert not checks.check("9.11", wrong, hint="h")
+    assert "❌ Exercise 9.11: f('a') gave 'b', expected 'a'\n   Hint: h" in capsys.readouterr().out
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")  # nbgrader scores a test cell 0 only when it raises
+    assert checks.check("9.12", lambda: True, hint="h")
+    with pytest.raises(AssertionError, match="Exercise 9.13: not done yet"):
+        checks.check("9.13", lambda: answer == 1, hint="h")
+    assert "❌ Exercise 9.13: not done yet" in capsys.readouterr().out  # the learner still sees the message

@@ -48,5 +48,5 @@ def test_02_benchmark_and_exercises(res):
     bench = res["results"]["benchmark"]
     assert bench["text_bytes"] == res["settings"]["bench_bytes"] and bench["hf_vocab"] == bench["vocab_size"]
     assert len(bench["rows"]) == 4 and all(v > 0 for v in bench["ratios"].values())
-    assert res["results"]["exercises"] == {"02.1": True, "02.2": True, "02.3": True}
+    assert res["results"]["exercises"] == {"02.1": True, "02.2": True, "02.3": True, "02.4": True}
     assert res["headline"]["gpt2_identical"] is True and res["headline"]["bytes_per_token"] > 1.8

@@ -87,5 +87,5 @@ def test_generations_and_decoding_strategies(res):
 
 
 def test_exercise_solutions_pass(res):
-    assert res["results"]["exercises"] == {"03.1": True, "03.2": True, "03.3": True}
+    assert res["results"]["exercises"] == {"03.1": True, "03.2": True, "03.3": True, "03.4": True}
     assert res["results"]["unigram_ppl"] < res["results"]["before"]["ppl"]

@@ -86,4 +86,4 @@ def test_disk_kept_to_what_the_lesson_needs(res):
 def test_answers_and_exercises(res):
     assert len(res["answers"]) == 3
     assert all(row["before"] and row["after (LoRA merged)"] for row in res["answers"])
-    assert res["exercises"] == {"04.1": True, "04.2": True, "04.3": True}
+    assert res["exercises"] == {"04.1": True, "04.2": True, "04.3": True, "04.4": True}

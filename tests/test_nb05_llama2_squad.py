@@ -76,7 +76,7 @@ def test_the_rating_sheet_is_exported_blank(res):
 
 
 def test_exercise_solutions_pass(res):
-    assert res["results"]["exercises"] == {"05.1": True, "05.2": True, "05.3": True}
+    assert res["results"]["exercises"] == {"05.1": True, "05.2": True, "05.3": True, "05.4": True}
 
 
 def test_every_runs_answers_are_saved_to_resume_from_and_the_gpu_budget_fits_a_free_session(res):

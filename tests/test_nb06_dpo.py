@@ -73,4 +73,4 @@ def test_probes_answered_before_and_after(res):
 
 
 def test_exercise_solutions_pass(res):
-    assert res["results"]["exercises"] == {"06.1": True, "06.2": True}
+    assert res["results"]["exercises"] == {"06.1": True, "06.2": True, "06.3": True}

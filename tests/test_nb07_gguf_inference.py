@@ -67,5 +67,5 @@ def test_07_retrieval_cache_and_exercises(res):
     assert cache["exact"] == 2 and cache["similar"] >= 2 and cache["miss"] >= 3
     kinds = {row["prompt"]: row["cache"] for row in cache["log"]}
     assert kinds["How far is Mars from the Earth?"] == "miss"  # related is not the same question
-    assert r["exercises"] == {"07.1": True, "07.2": True, "07.3": True}
+    assert r["exercises"] == {"07.1": True, "07.2": True, "07.3": True, "07.4": True}
     assert set(res["headline"]) >= {"q4_0/f16 size", "q8_0 top-1 agreement"}

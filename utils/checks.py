@@ -21,6 +21,10 @@ CHECKS_FILE_VAR = "COURSE_CHECKS_FILE"  # set by the grader: every check appends
 NOT_DONE = "not done yet"  # how every message about an exercise still to do starts
 
 
+class Mismatch(Exception):
+    """Raised by an exercise's check (utils.exercises) with what differs, on which input; shown as the problem."""
+
+
 def check(exercise: str, condition: Callable[[], Any], hint: str, expected: str = "") -> bool:
     """Run `condition()`; print '✅ passed' or '❌ …' with the hint and record the result. Returns passed.
 
@@ -30,6 +34,8 @@ def check(exercise: str, condition: Callable[[], Any], hint: str, expected: str 
         ok, problem = bool(condition()), expected or "the result is not what the exercise asks for"
     except NotImplementedError:
         ok, problem = False, f"{NOT_DONE}: replace `raise NotImplementedError` / `pass` with your code"
+    except Mismatch as err:  # the check tried the answer on its own inputs and says which one it got wrong
+        ok, problem = False, str(err)
     except Exception as err:  # a learner's bug: report it as a failed check, do not crash the notebook
         ok, problem = False, f"your code raised {type(err).__name__}: {err}"
     if not ok and (unset := _names_still_none(condition)):
@@ -40,6 +46,8 @@ def check(exercise: str, condition: Callable[[], Any], hint: str, expected: str 
     else:
         print(f"❌ Exercise {exercise}: {problem}\n   Hint: {hint}")
     _record(exercise, ok, "" if ok else problem)
+    if not ok and os.environ.get("NBGRADER_EXECUTION"):  # nbgrader gives a test cell its points unless it raises
+        raise AssertionError(f"Exercise {exercise}: {problem}")
     return ok
 
 

@@ -2,6 +2,7 @@
 
 Usage: python -m utils.instructor student [--out student] [01 03 ...]   (student copies; default: all notebooks)
        python -m utils.instructor grade DIR [--csv DIR/grades.csv] [--out runs/grading]
+       python -m utils.instructor nbgrader [--out nbgrader] [--assignment course] [01 03 ...]  (nbgrader's source)
        python -m utils.instructor check                                  (exercise format of every notebook)
 A folder to grade holds one subfolder per student with their notebooks (alice/03_full_finetune_gpt2.ipynb), or
 files named <student>__<notebook>.ipynb; each notebook runs in the smoke profile and every check lands in the CSV.
@@ -188,6 +189,60 @@ def write_student_copies(out_dir: Path, notebooks: list[Path] | None = None) -> 
     return {name: len(exercise_ids(nb)) for name, nb in sources.items()}
 
 
+# --- nbgrader --------------------------------------------------------------------------------------------------
+
+# nbgrader's default stub raises even at top level, which stops a student's Run all at the first exercise. This one
+# raises only inside a function (the check then says "not done yet"); at top level the cell's `answer = None` stays.
+NBGRADER_STUB = ("# YOUR CODE HERE\n"
+                 "if locals() is not globals():  # inside a function: replace these two lines with your code\n"
+                 "    raise NotImplementedError()")
+NBGRADER_CONFIG = f"""# nbgrader settings for the course notebooks, written by `python -m utils.instructor nbgrader`.
+c = get_config()  # noqa: F821
+c.ClearSolutions.code_stub = {{"python": {NBGRADER_STUB!r}}}
+c.Execute.timeout = 600  # seconds a cell may run: training cells take longer than nbgrader's default 30
+"""
+NBGRADER_SHIM = '''"""The course's utils package, for notebooks that nbgrader runs in this folder. Written by
+`python -m utils.instructor nbgrader`; students work in the course's root folder, where the package itself is."""
+__path__ = [{utils!r}]
+'''
+
+
+def nbgrader_copy(nb: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode:
+    """The course notebook with nbgrader's cell metadata: each solution cell an answer to autograde, each check
+    cell a locked autograder test worth one point per exercise. Raises ExerciseFormatError like student_copy."""
+    student_copy(nb, name)  # the same format checks
+    nb = nbformat.from_dict(nb)
+    for i, cell in enumerate(nb.cells):
+        tags = cell.metadata.get("tags", [])
+        base = {"schema_version": 3, "grade": False, "solution": False, "locked": False, "task": False}
+        if SOLUTION_TAG in tags:
+            exercise = _exercise_near(nb, i).replace(".", "_") or f"cell{i}"
+            cell.metadata["nbgrader"] = {**base, "solution": True, "grade_id": f"ex{exercise}-answer-{i}"}
+        elif CHECK_TAG in tags:
+            ids = _CHECK_CALL.findall(cell.source)
+            cell.metadata["nbgrader"] = {**base, "grade": True, "locked": True, "points": len(ids),
+                                         "grade_id": f"ex{ids[0].replace('.', '_')}-check"}
+    return nb
+
+
+def write_nbgrader_source(course_dir: Path, assignment: str, notebooks: list[Path] | None = None) -> dict[str, int]:
+    """An nbgrader course folder: nbgrader_config.py and source/<assignment>/ with the notebooks (nbgrader_copy)
+    and a utils/ package that loads the course's: nbgrader runs a notebook in its own folder and copies files, not
+    links. Returns {notebook: points}."""
+    if not re.fullmatch(r"[\w-]+", assignment):
+        raise ValueError(f"assignment name {assignment!r}: use letters, digits, '_' or '-' (nbgrader's rule)")
+    sources = {p.name: nbformat.read(p, as_version=4) for p in (notebooks or course_notebooks())}
+    copies = {name: nbgrader_copy(nb, name) for name, nb in sources.items()}
+    folder = Path(course_dir) / "source" / assignment
+    folder.mkdir(parents=True, exist_ok=True)
+    (Path(course_dir) / "nbgrader_config.py").write_text(NBGRADER_CONFIG, encoding="utf-8")
+    (folder / "utils").mkdir(exist_ok=True)
+    (folder / "utils" / "__init__.py").write_text(NBGRADER_SHIM.format(utils=str(ROOT / "utils")), encoding="utf-8")
+    for name, nb in copies.items():
+        nbformat.write(nb, folder / name)
+    return {name: len(exercise_ids(nb)) for name, nb in sources.items()}
+
+
 # --- grading --------------------------------------------------------------------------------------------------
 
 def find_submissions(folder: Path) -> list[tuple[str, Path]]:
@@ -342,6 +397,10 @@ def main(argv: list[str] | None = None) -> int:
     p_grade.add_argument("--csv", type=Path, help="grades file (default: FOLDER/grades.csv)")
     p_grade.add_argument("--out", type=Path, help="executed copies (default: runs/grading/<student>/)")
     p_grade.add_argument("--timeout", type=int, default=600, help="seconds a single cell may run (default 600)")
+    p_nbg = sub.add_parser("nbgrader", help="an nbgrader course folder: config and source/<assignment>/ notebooks")
+    p_nbg.add_argument("select", nargs="*", help="notebook numbers or names (default: all)")
+    p_nbg.add_argument("--out", type=Path, default=ROOT / "nbgrader", help="course folder (default: nbgrader/)")
+    p_nbg.add_argument("--assignment", default="course", help="assignment name (default: course)")
     sub.add_parser("check", help="list exercise-format problems of the course notebooks (exit 1 if any)")
     args = parser.parse_args(argv)
     try:
@@ -351,6 +410,13 @@ def main(argv: list[str] | None = None) -> int:
             counts = write_student_copies(args.out, select(args.select))
             for name, n in counts.items():
                 print(f"{args.out / name}: {n} exercise(s) stubbed")
+        elif args.command == "nbgrader":
+            from .runner import notebooks as select
+
+            points = write_nbgrader_source(args.out, args.assignment, select(args.select))
+            for name, n in points.items():
+                print(f"{args.out / 'source' / args.assignment / name}: {n} point(s)")
+            print(f"then: cd {args.out} && COURSE_PROFILE=smoke nbgrader generate_assignment {args.assignment}")
         elif args.command == "grade":
             rows = grade(args.folder, out_dir=args.out, timeout=args.timeout)
             path = write_csv(rows, args.csv or args.folder / "grades.csv")
