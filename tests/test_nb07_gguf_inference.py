@@ -69,3 +69,12 @@ def test_07_retrieval_cache_and_exercises(res):
     assert kinds["How far is Mars from the Earth?"] == "miss"  # related is not the same question
     assert r["exercises"] == {"07.1": True, "07.2": True, "07.3": True, "07.4": True}
     assert set(res["headline"]) >= {"q4_0/f16 size", "q8_0 top-1 agreement"}
+
+
+def test_07_speed_sentence_follows_the_measured_order(res):
+    r = res["results"]
+    rows = {row["variant"]: row for row in r["benchmark"]}
+    speeds = {q: rows[f"llama.cpp {q}"]["gen_tok_s"] for q in ("f16", "q8_0", "q4_0")}
+    assert r["speed_order"] == " > ".join(sorted(speeds, key=speeds.get, reverse=True))
+    assert r["memory_bound"] == (r["speed_order"] == "q4_0 > q8_0 > f16")
+    assert {row["ratio"] for row in r["ratios"]} >= {"q4_0 file / f16 file", "q8_0 top-1 agreement with fp32"}
