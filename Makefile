@@ -26,3 +26,11 @@ grade: setup  ## grade completed notebooks: make grade DIR=submissions [CSV=grad
 	@test -n "$(DIR)" || { echo "usage: make grade DIR=<folder> (one subfolder per student, or <student>__<notebook>.ipynb files)"; exit 2; }
 	@echo "[grade] executing every notebook in $(DIR) in the smoke profile; executed copies in runs/grading/"
 	@$(PY) -m utils.instructor grade "$(DIR)" $(if $(CSV),--csv "$(CSV)")
+
+# The cpu and gpu profiles offline: a cached Hub (prefetch) or the Hub stand-in (verify). PROFILE=cpu|gpu, NB=05.
+.PHONY: prefetch standin verify
+HUB_PROFILE = $(if $(filter gpu,$(PROFILE)),gpu,cpu)
+
+prefetch: setup  ## download what PROFILE (cpu|gpu) needs into the Hugging Face caches, for later offline runs; NB=05: one notebook
+	@echo "[prefetch] models and datasets of the $(HUB_PROFILE) profile$(if $(NB), of notebook $(NB)) (needs the internet)"
+	@$(PY) -m utils.cache prefetch --profile $(HUB_PROFILE) $(if $(NB),--nb $(NB))

@@ -112,7 +112,7 @@ def prefetch(profile: str, nbs: list[str] | None = None) -> int:
     from tqdm.auto import tqdm
 
     from . import manifest
-    from .env import hub_reachable
+    from .env import hub_endpoint, hub_reachable
 
     if not hub_reachable(timeout=5.0):
         raise ConnectionError(f"the Hugging Face Hub ({hub_endpoint()}) did not answer: `make prefetch` needs the "
@@ -136,11 +136,6 @@ def prefetch(profile: str, nbs: list[str] | None = None) -> int:
 
             nltk.download(item.id, quiet=True, raise_on_error=False)
     return _size(hf_home()) - before
-
-
-def hub_endpoint() -> str:
-    """The Hub the libraries talk to: HF_ENDPOINT, default https://huggingface.co."""
-    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
 
 
 def _size(folder: Path) -> int:
