@@ -34,3 +34,10 @@ HUB_PROFILE = $(if $(filter gpu,$(PROFILE)),gpu,cpu)
 prefetch: setup  ## download what PROFILE (cpu|gpu) needs into the Hugging Face caches, for later offline runs; NB=05: one notebook
 	@echo "[prefetch] models and datasets of the $(HUB_PROFILE) profile$(if $(NB), of notebook $(NB)) (needs the internet)"
 	@$(PY) -m utils.cache prefetch --profile $(HUB_PROFILE) $(if $(NB),--nb $(NB))
+
+standin: setup  ## build the Hub stand-in of PROFILE (cpu|gpu) in .cache/standin: published architectures, random weights
+	@$(PY) -m utils.standin build --profile $(HUB_PROFILE) $(if $(NB),--nb $(NB))
+
+verify: setup  ## run PROFILE (cpu|gpu) offline against the stand-in with cut-down steps, record costs; NB=05: one notebook
+	@echo "[verify] $(HUB_PROFILE) profile against the Hub stand-in (random weights: code path and cost, not quality)"
+	@$(PY) -m utils.verify --profile $(HUB_PROFILE) $(NB)

@@ -1,0 +1,98 @@
+"""Run notebooks in the cpu (or gpu) profile against the Hub stand-in, offline, with cut-down step counts and
+evaluation sizes, and record what they cost: per-step training time, load time, generated tokens/s, peak RSS.
+
+Usage: python -m utils.verify --profile cpu [05 ...]   (builds the stand-in if missing; exit 1 if a notebook fails)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .env import ROOT, runs_dir
+
+# Parameters that cut a notebook's steps and evaluation sizes for a verification run (sizes of models and
+# sequences stay those of the profile).
+CUT_DOWN: dict[str, dict[str, Any]] = {
+    "01_tokenization": {},
+    "02_bpe_from_scratch": {},
+    "03_full_finetune_gpt2": {"MAX_STEPS": 40},
+    "04_lora_qlora": {"MAX_STEPS": 10},
+    "05_llama2_squad": {"SAMPLE_SIZES": [16], "EVAL_QUESTIONS": 10},
+    "06_dpo": {"STEPS": 8},
+    "07_gguf_inference": {"MAX_NEW_TOKENS": 16},
+}
+_CHILD = """
+import json, resource, sys
+from pathlib import Path
+from utils.runner import run_notebook
+path, profile, out, params = sys.argv[1], sys.argv[2], Path(sys.argv[3]), json.loads(sys.argv[4])
+try:
+    _, seconds = run_notebook(Path(path), profile, out, params)
+    error = ""
+except Exception as err:  # papermill's error names the cell and the exception
+    seconds, error = None, str(err)
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print(json.dumps({"seconds": seconds, "peak_rss_mb": round(peak, 1), "error": error}))
+"""
+
+
+def verify_one(nb: Path, profile: str, out_dir: Path, hf_home: Path, timeout: int = 3600) -> dict[str, Any]:
+    """Run one notebook against the stand-in in a child process (its kernel's peak RSS is the child's children's)
+    with the cost probes installed; returns the measurements and the error ('' when it passed)."""
+    from . import probe
+    from .standin import standin_env
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log = out_dir / f"{nb.stem}.probe.jsonl"
+    log.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory() as ipython_dir:
+        probe.startup_file(Path(ipython_dir))
+        env = {**os.environ, **standin_env(hf_home), "IPYTHONDIR": ipython_dir, probe.LOG_VAR: str(log),
+               "PYTHONPATH": str(ROOT)}
+        params = json.dumps(CUT_DOWN.get(nb.stem, {}))
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", _CHILD, str(nb), profile, str(out_dir), params], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=timeout)
+    lines = done.stdout.strip().splitlines()
+    child = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {
+        "seconds": None, "peak_rss_mb": None, "error": done.stderr.strip()[-2000:] or f"exit {done.returncode}"}
+    row = {"notebook": nb.stem, "profile": profile, "parameters": CUT_DOWN.get(nb.stem, {}),
+           "wall_s": round(time.perf_counter() - start, 1), **child, **probe.summary(log)}
+    (out_dir / f"{nb.stem}.verify.json").write_text(json.dumps(row, indent=1), encoding="utf-8")
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    from . import manifest, standin
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("select", nargs="*", help="notebook numbers or names (default: all)")
+    parser.add_argument("--profile", default="cpu", choices=["cpu", "gpu"])
+    args = parser.parse_args(argv)
+    paths = [manifest.notebook_path(s) for s in args.select] if args.select else manifest.notebooks()
+    hf_home = standin.build(args.profile, [p.stem for p in paths])
+    out_dir = runs_dir() / f"verify-{args.profile}"
+    rows = []
+    for nb in paths:
+        print(f"[verify] {nb.stem} in {args.profile} against the stand-in, parameters {CUT_DOWN.get(nb.stem, {})}",
+              flush=True)
+        rows.append(verify_one(nb, args.profile, out_dir, hf_home))
+        row = rows[-1]
+        status = "FAILED: " + row["error"].strip().splitlines()[-1][:200] if row["error"] else "passed"
+        print(f"[verify] {nb.stem}: {status} in {row['wall_s']} s; steps {row['train_steps']} × "
+              f"{row['step_s_mean']} s, loads {row['load_s']} s, {row['gen_tok_s']} generated tok/s, "
+              f"peak RSS {row['peak_rss_mb']} MB", flush=True)
+    (out_dir / "summary.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    print(f"[verify] measurements: {out_dir}/summary.json")
+    return 1 if any(r["error"] for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
