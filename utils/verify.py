@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -58,11 +59,18 @@ def verify_one(nb: Path, profile: str, out_dir: Path, hf_home: Path, timeout: in
                "PYTHONPATH": str(ROOT)}
         params = json.dumps(CUT_DOWN.get(nb.stem, {}))
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", _CHILD, str(nb), profile, str(out_dir), params], cwd=ROOT,
-                              env=env, capture_output=True, text=True, timeout=timeout)
-    lines = done.stdout.strip().splitlines()
+        proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(nb), profile, str(out_dir), params], cwd=ROOT,
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)  # its own process group: a timeout ends the kernel too
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            stdout, stderr = "", f"timed out after {timeout} s (the probe log has the steps done so far)"
+    lines = stdout.strip().splitlines()
     child = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {
-        "seconds": None, "peak_rss_mb": None, "error": done.stderr.strip()[-2000:] or f"exit {done.returncode}"}
+        "seconds": None, "peak_rss_mb": None, "error": stderr.strip()[-2000:] or f"exit {proc.returncode}"}
     row = {"notebook": nb.stem, "profile": profile, "parameters": CUT_DOWN.get(nb.stem, {}),
            "wall_s": round(time.perf_counter() - start, 1), **child, **probe.summary(log)}
     (out_dir / f"{nb.stem}.verify.json").write_text(json.dumps(row, indent=1), encoding="utf-8")
@@ -75,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("select", nargs="*", help="notebook numbers or names (default: all)")
     parser.add_argument("--profile", default="cpu", choices=["cpu", "gpu"])
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds per notebook (default 3600)")
     args = parser.parse_args(argv)
     paths = [manifest.notebook_path(s) for s in args.select] if args.select else manifest.notebooks()
     hf_home = standin.build(args.profile, [p.stem for p in paths])
@@ -83,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     for nb in paths:
         print(f"[verify] {nb.stem} in {args.profile} against the stand-in, parameters {CUT_DOWN.get(nb.stem, {})}",
               flush=True)
-        rows.append(verify_one(nb, args.profile, out_dir, hf_home))
+        rows.append(verify_one(nb, args.profile, out_dir, hf_home, args.timeout))
         row = rows[-1]
         status = "FAILED: " + row["error"].strip().splitlines()[-1][:200] if row["error"] else "passed"
         print(f"[verify] {nb.stem}: {status} in {row['wall_s']} s; steps {row['train_steps']} × "
