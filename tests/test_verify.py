@@ -60,3 +60,11 @@ def test_probes_time_loads_steps_and_generation(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     got = probe.summary(log)
     assert got["loads"] == 1 and got["train_steps"] == 2 and got["generated_tokens"] == 5
+
+
+def test_projection_scales_training_and_generation_to_the_profile():
+    row = {"notebook": "05_llama2_squad", "profile": "cpu", "error": "", "seconds": 100.0, "train_s": 10.0,
+           "generate_s": 20.0, "parameters": {"SAMPLE_SIZES": [16], "EVAL_QUESTIONS": 10}}
+    # cpu: sample_sizes [16, 32, 64] (7x the examples), eval_questions 50 (5x the answers)
+    assert verify.projected_s(row) == 100.0 + 10.0 * 6 + 20.0 * 4
+    assert verify.projected_s({**row, "error": "boom"}) is None

@@ -29,6 +29,10 @@ CUT_DOWN: dict[str, dict[str, Any]] = {
     "06_dpo": {"STEPS": 8},
     "07_gguf_inference": {"MAX_NEW_TOKENS": 16},
 }
+# How a cut-down parameter scales a cost back to the profile's own setting: (setting key, what it scales).
+SCALES = {"MAX_STEPS": ("max_steps", "train_s"), "STEPS": ("steps", "train_s"),
+          "SAMPLE_SIZES": ("sample_sizes", "train_s"), "EVAL_QUESTIONS": ("eval_questions", "generate_s"),
+          "MAX_NEW_TOKENS": ("max_new_tokens", "generate_s")}
 _CHILD = """
 import json, resource, sys
 from pathlib import Path
@@ -73,8 +77,25 @@ def verify_one(nb: Path, profile: str, out_dir: Path, hf_home: Path, timeout: in
         "seconds": None, "peak_rss_mb": None, "error": stderr.strip()[-2000:] or f"exit {proc.returncode}"}
     row = {"notebook": nb.stem, "profile": profile, "parameters": CUT_DOWN.get(nb.stem, {}),
            "wall_s": round(time.perf_counter() - start, 1), **child, **probe.summary(log)}
+    row["projected_s"] = projected_s(row)
     (out_dir / f"{nb.stem}.verify.json").write_text(json.dumps(row, indent=1), encoding="utf-8")
     return row
+
+
+def projected_s(row: dict[str, Any]) -> float | None:
+    """The profile's full run time from a cut-down one: measured training and generation seconds scaled by the
+    profile's steps (sample sizes, questions, tokens) over the run's, plus everything else as measured."""
+    from .manifest import settings
+
+    if row["error"] or row["seconds"] is None:
+        return None
+    full = settings(row["notebook"])[row["profile"]]
+    total = row["seconds"]
+    for param, value in row["parameters"].items():
+        key, cost = SCALES[param]
+        ratio = (sum(full[key]) / sum(value)) if isinstance(value, list) else full[key] / value
+        total += (row[cost] or 0) * (ratio - 1)
+    return round(total, 1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         status = "FAILED: " + row["error"].strip().splitlines()[-1][:200] if row["error"] else "passed"
         print(f"[verify] {nb.stem}: {status} in {row['wall_s']} s; steps {row['train_steps']} × "
               f"{row['step_s_mean']} s, loads {row['load_s']} s, {row['gen_tok_s']} generated tok/s, "
-              f"peak RSS {row['peak_rss_mb']} MB", flush=True)
+              f"peak RSS {row['peak_rss_mb']} MB; projected full {args.profile} run {row['projected_s']} s", flush=True)
     (out_dir / "summary.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
     print(f"[verify] measurements: {out_dir}/summary.json")
     return 1 if any(r["error"] for r in rows) else 0
