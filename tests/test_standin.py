@@ -78,6 +78,9 @@ def test_tokenizers_are_of_the_real_family(home):
     assert type(llama).__name__.startswith("LlamaTokenizer") and llama("Hi")["input_ids"][0] == 1
     assert json.loads((cache.snapshot("roberta-large", home) / "tokenizer_config.json").read_text())[
         standin.MARKER_KEY] == standin.MARKER
+    assert standin.is_standin(cache.snapshot("roberta-large", home), "tokenizer")
+    assert standin.is_standin(cache.snapshot("gpt2", home), "model")  # random weights
+    assert not standin.is_standin(cache.snapshot("gpt2", home), "tokenizer")  # OpenAI's own BPE
 
 
 def test_chat_templates_render_the_real_formats(home):

@@ -129,7 +129,7 @@ def standin_note(items: list) -> str:
 
     for item in items:
         folder = snapshot(item.id) if item.kind in ("model", "tokenizer") else None
-        if folder is not None and is_standin(folder):
+        if folder is not None and is_standin(folder, item.kind):
             return MARKER
     return ""
 

@@ -350,13 +350,11 @@ def _publish_real(hf_home: Path, repo_id: str) -> Path:
     return _publish(hf_home, repo_id, folder)
 
 
-def is_standin(folder: Path) -> bool:
-    """True when the model or tokenizer in `folder` is a stand-in (its config or tokenizer config carries the mark)."""
-    for name in ("config.json", "tokenizer_config.json"):
-        path = Path(folder) / name
-        if path.is_file() and MARKER_KEY in json.loads(path.read_text(encoding="utf-8")):
-            return True
-    return False
+def is_standin(folder: Path, kind: str = "model") -> bool:
+    """True when the model (its config.json) or, for kind 'tokenizer', the tokenizer (tokenizer_config.json) in
+    `folder` carries the stand-in mark. GPT-2's tokenizer is OpenAI's own and carries none."""
+    path = Path(folder) / ("tokenizer_config.json" if kind == "tokenizer" else "config.json")
+    return path.is_file() and MARKER_KEY in json.loads(path.read_text(encoding="utf-8"))
 
 
 # --- the command ---------------------------------------------------------------------------------------------
