@@ -141,3 +141,27 @@ def test_notebook_calls_load_the_standin_offline(home):
     assert min(got["hh"].values()) > 5 and got["hh_columns"] == ["chosen", "rejected"]
     assert got["multi_turn"] == 1 and got["identical"] == 1
     assert got["layers"] == 6 and got["standin"] == standin.MARKER
+
+
+def test_weights_are_sharded_seeded_and_load_without_missing_keys(tmp_path, monkeypatch):
+    """The writer the 7B stand-in uses: one tensor at a time, shards with an index, the published dtype."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    config = {**PUBLISHED["HuggingFaceTB/SmolLM2-135M-Instruct"]["config"], "hidden_size": 64,
+              "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+              "head_dim": 16, "vocab_size": 256}
+    monkeypatch.setitem(PUBLISHED, "tiny/smol", {"tokenizer": "smollm2", "config": config})
+    for run in ("a", "b"):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "config.json").write_text(json.dumps(config))
+        n = standin.write_weights("tiny/smol", tmp_path / run, shard_bytes=40_000)
+    shards = sorted(p.name for p in (tmp_path / "a").glob("*.safetensors"))
+    assert len(shards) > 1 and (tmp_path / "a" / "model.safetensors.index.json").is_file()
+    assert all(torch.equal(load_file(tmp_path / "a" / s)[k], load_file(tmp_path / "b" / s)[k])
+               for s in shards for k in load_file(tmp_path / "a" / s))  # seeded: the same bytes twice
+    model, info = AutoModelForCausalLM.from_pretrained(tmp_path / "a", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    assert model.dtype == torch.bfloat16 and model.lm_head.weight is model.model.embed_tokens.weight
+    assert n == model.num_parameters()
