@@ -24,33 +24,24 @@ MARKER = "random-weight stand-in: code path and cost only, not quality"
 
 # Published architecture facts: the values of each model's config.json on the Hub (source: the model card's
 # repository, file config.json), the dtype its safetensors are published in, and its tokenizer family.
+GPT2 = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": 50257, "n_positions": 1024,
+        "n_ctx": 1024, "n_embd": 768, "n_head": 12, "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5,
+        "bos_token_id": 50256, "eos_token_id": 50256, "torch_dtype": "float32"}
+SMOLLM2 = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 49152, "head_dim": 64,
+           "max_position_embeddings": 8192, "rms_norm_eps": 1e-5, "hidden_act": "silu", "tie_word_embeddings": True,
+           "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2, "torch_dtype": "bfloat16"}
 PUBLISHED: dict[str, dict[str, Any]] = {
-    "gpt2": {"tokenizer": "gpt2", "config": {
-        "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": 50257, "n_positions": 1024,
-        "n_ctx": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12, "activation_function": "gelu_new",
-        "layer_norm_epsilon": 1e-5, "bos_token_id": 50256, "eos_token_id": 50256, "torch_dtype": "float32"}},
-    "distilgpt2": {"tokenizer": "gpt2", "config": {
-        "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": 50257, "n_positions": 1024,
-        "n_ctx": 1024, "n_embd": 768, "n_layer": 6, "n_head": 12, "activation_function": "gelu_new",
-        "layer_norm_epsilon": 1e-5, "bos_token_id": 50256, "eos_token_id": 50256, "torch_dtype": "float32"}},
+    "gpt2": {"tokenizer": "gpt2", "config": {**GPT2, "n_layer": 12}},
+    "distilgpt2": {"tokenizer": "gpt2", "config": {**GPT2, "n_layer": 6}},
     "HuggingFaceTB/SmolLM2-135M-Instruct": {"tokenizer": "smollm2", "config": {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 49152, "hidden_size": 576,
-        "intermediate_size": 1536, "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,
-        "head_dim": 64, "max_position_embeddings": 8192, "rope_theta": 100000.0, "rms_norm_eps": 1e-5,
-        "hidden_act": "silu", "tie_word_embeddings": True, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2,
-        "torch_dtype": "bfloat16"}},
+        **SMOLLM2, "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30, "num_attention_heads": 9,
+        "num_key_value_heads": 3, "rope_theta": 100000.0}},
     "HuggingFaceTB/SmolLM2-360M-Instruct": {"tokenizer": "smollm2", "config": {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 49152, "hidden_size": 960,
-        "intermediate_size": 2560, "num_hidden_layers": 32, "num_attention_heads": 15, "num_key_value_heads": 5,
-        "head_dim": 64, "max_position_embeddings": 8192, "rope_theta": 100000.0, "rms_norm_eps": 1e-5,
-        "hidden_act": "silu", "tie_word_embeddings": True, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2,
-        "torch_dtype": "bfloat16"}},
+        **SMOLLM2, "hidden_size": 960, "intermediate_size": 2560, "num_hidden_layers": 32, "num_attention_heads": 15,
+        "num_key_value_heads": 5, "rope_theta": 100000.0}},
     "HuggingFaceTB/SmolLM2-1.7B-Instruct": {"tokenizer": "smollm2", "config": {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 49152, "hidden_size": 2048,
-        "intermediate_size": 8192, "num_hidden_layers": 24, "num_attention_heads": 32, "num_key_value_heads": 32,
-        "head_dim": 64, "max_position_embeddings": 8192, "rope_theta": 130000.0, "rms_norm_eps": 1e-5,
-        "hidden_act": "silu", "tie_word_embeddings": True, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2,
-        "torch_dtype": "bfloat16"}},
+        **SMOLLM2, "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 24, "num_attention_heads": 32,
+        "num_key_value_heads": 32, "rope_theta": 130000.0}},
     "TinyLlama/TinyLlama-1.1B-Chat-v1.0": {"tokenizer": "tinyllama", "config": {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 32000, "hidden_size": 2048,
         "intermediate_size": 5632, "num_hidden_layers": 22, "num_attention_heads": 32, "num_key_value_heads": 4,
