@@ -34,3 +34,18 @@ publish: setup  ## point badges, links and the setup cell at your GitHub copy: m
 
 verify-hosted: setup  ## run the Colab/Kaggle first cell in venvs seeded with each platform's packages (needs PyPI; minutes)
 	@$(PY) scripts/verify_hosted.py $(PLATFORM)
+
+# The cpu and gpu profiles offline: a cached Hub (prefetch) or the Hub stand-in (verify). PROFILE=cpu|gpu, NB=05.
+.PHONY: prefetch standin verify
+HUB_PROFILE = $(if $(filter gpu,$(PROFILE)),gpu,cpu)
+
+prefetch: setup  ## download what PROFILE (cpu|gpu) needs into the Hugging Face caches, for later offline runs; NB=05: one notebook
+	@echo "[prefetch] models and datasets of the $(HUB_PROFILE) profile$(if $(NB), of notebook $(NB)) (needs the internet)"
+	@$(PY) -m utils.cache prefetch --profile $(HUB_PROFILE) $(if $(NB),--nb $(NB))
+
+standin: setup  ## build the Hub stand-in of PROFILE (cpu|gpu) in .cache/standin: published architectures, random weights
+	@$(PY) -m utils.standin build --profile $(HUB_PROFILE) $(if $(NB),--nb $(NB))
+
+verify: setup  ## run PROFILE (cpu|gpu) offline against the stand-in with cut-down steps, record costs; NB=05: one notebook
+	@echo "[verify] $(HUB_PROFILE) profile against the Hub stand-in (random weights: code path and cost, not quality)"
+	@$(PY) -m utils.verify --profile $(HUB_PROFILE) $(NB)

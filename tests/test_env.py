@@ -1,8 +1,11 @@
+import http.server
 import os
+import threading
 
 import pytest
 
-from utils import env
+from utils import cache, env
+from utils.manifest import Item
 
 
 def test_explicit_smoke_profile_is_used_with_its_reason():
@@ -14,9 +17,10 @@ def test_unknown_profile_names_the_valid_ones():
         env.choose_profile("fast")
 
 
-def test_cpu_profile_offline_says_to_use_smoke(monkeypatch):
+def test_cpu_profile_offline_without_a_cache_check_says_what_to_do(monkeypatch):
     monkeypatch.setattr(env, "hub_reachable", lambda timeout=2.0: False)
-    with pytest.raises(env.ProfileError, match="profile cpu needs the Hugging Face Hub.*PROFILE='smoke'"):
+    with pytest.raises(env.ProfileError, match="profile cpu needs the Hugging Face Hub.*make prefetch PROFILE=cpu.*"
+                                               "PROFILE='smoke'"):
         env.choose_profile("cpu")
 
 
@@ -27,13 +31,52 @@ def test_gpu_profile_without_cuda_is_refused(monkeypatch):
         env.choose_profile("gpu")
 
 
-@pytest.mark.parametrize("cuda,hub,expected", [(True, True, "gpu"), (False, True, "cpu"), (False, False, "smoke")])
-def test_auto_follows_the_machine(monkeypatch, cuda, hub, expected):
+CACHED = Item("model", "someone/cached")
+LACKING = [Item("model", "someone/absent"), Item("dataset", "someone/data", splits=("train",))]
+
+
+def _machine(monkeypatch, cuda: bool, hub: bool, cached: set[str]):
     monkeypatch.delenv("COURSE_PROFILE", raising=False)
     monkeypatch.setattr(env, "cuda_available", lambda: cuda)
     monkeypatch.setattr(env, "hub_reachable", lambda timeout=2.0: hub)
-    profile, reason = env.choose_profile("auto")
-    assert profile == expected and reason.startswith("auto:")
+    monkeypatch.setattr(cache, "present", lambda item, home=None: item.id in cached)
+
+
+NEEDS = {"smoke": [], "cpu": [CACHED], "gpu": [CACHED, LACKING[0]]}
+
+
+@pytest.mark.parametrize("cuda,hub,cached,expected,why", [
+    (True, True, set(), "gpu", "auto: a CUDA GPU is present, the Hugging Face Hub answers"),
+    (False, True, set(), "cpu", "auto: no GPU, the Hugging Face Hub answers"),
+    (False, False, set(), "smoke", "auto: no GPU and the Hugging Face Hub did not answer"),
+    (False, False, {"someone/cached"}, "cpu", "auto: no GPU; offline, from the local cache"),
+    (True, False, {"someone/cached"}, "cpu", "auto: no GPU; offline, from the local cache"),  # gpu not cached
+    (True, False, {"someone/cached", "someone/absent"}, "gpu", "auto: a CUDA GPU is present; offline, from the"),
+])
+def test_auto_follows_the_machine_and_the_cache(monkeypatch, cuda, hub, cached, expected, why):
+    _machine(monkeypatch, cuda, hub, cached)
+    profile, reason = env.choose_profile("auto", NEEDS.get)
+    assert profile == expected and reason.startswith(why)
+
+
+def test_cpu_offline_runs_from_a_complete_cache(monkeypatch):
+    _machine(monkeypatch, False, False, {"someone/cached"})
+    assert env.choose_profile("cpu", NEEDS.get) == ("cpu", "PROFILE='cpu' was asked for; offline, from the local cache")
+
+
+def test_cpu_offline_with_an_incomplete_cache_names_each_missing_item(monkeypatch):
+    _machine(monkeypatch, False, False, set())
+    with pytest.raises(env.ProfileError) as err:
+        env.choose_profile("cpu", lambda p: LACKING, "05_llama2_squad")
+    message = str(err.value)
+    assert "model someone/absent" in message and "dataset someone/data (train)" in message
+    assert "make prefetch PROFILE=cpu NB=05" in message
+
+
+def test_optional_nlp_data_never_blocks_a_profile(monkeypatch):
+    _machine(monkeypatch, False, False, set())
+    needs = [Item("spacy", "en_core_web_sm", required=False), Item("nltk", "punkt_tab", required=False)]
+    assert env.choose_profile("cpu", lambda p: needs)[0] == "cpu"
 
 
 def test_course_profile_variable_overrides_auto(monkeypatch):
@@ -44,6 +87,53 @@ def test_course_profile_variable_overrides_auto(monkeypatch):
 def test_hub_is_unreachable_in_offline_mode(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert env.hub_reachable() is False
+
+
+class _Hub(http.server.BaseHTTPRequestHandler):
+    status = 200
+
+    def do_HEAD(self):  # noqa: N802 (the name http.server calls)
+        self.send_response(self.status)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("status,expected", [(200, True), (401, True), (503, False)])
+def test_hub_reachability_is_an_https_request_to_hf_endpoint(monkeypatch, status, expected):
+    """An HTTP request to HF_ENDPOINT (a local server here) decides, not a TCP connection to huggingface.co; a
+    server error counts as down."""
+    handler = type("Hub", (_Hub,), {"status": status})
+    server = http.server.HTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_port}/")
+    try:
+        assert env.hub_endpoint() == f"http://127.0.0.1:{server.server_port}"
+        assert env.hub_reachable(timeout=5) is expected
+    finally:
+        server.shutdown()
+
+
+def test_hub_reachability_goes_through_the_proxy(monkeypatch):
+    """With a proxy set, the request goes to the proxy: an endpoint that does not resolve answers through it."""
+    seen = []
+    handler = type("Proxy", (_Hub,), {"do_HEAD": lambda self: (seen.append(self.path), _Hub.do_HEAD(self))})
+    server = http.server.HTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    for var in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    for var in ("http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(var, f"http://127.0.0.1:{server.server_port}")
+    monkeypatch.setenv("HF_ENDPOINT", "http://hub.invalid")
+    try:
+        assert env.hub_reachable(timeout=5) is True and seen == ["http://hub.invalid"]
+    finally:
+        server.shutdown()
 
 
 SETTINGS = {"smoke": {"model": "local:tiny-gpt2", "steps": 3}, "cpu": {"model": "gpt2", "steps": 9},
@@ -103,3 +193,24 @@ def test_kaggle_gets_one_gpu_set_before_cuda_starts_and_the_first_table_says_so(
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     assert "GPUs" not in env.start("99_demo", "smoke", SETTINGS).table().index  # Colab and laptops: untouched
     assert "CUDA_VISIBLE_DEVICES" not in os.environ
+
+
+def test_start_says_when_the_models_are_stand_ins(monkeypatch, tmp_path):
+    """cpu offline from a cache whose model carries the stand-in mark: the first table says so."""
+    from utils import standin
+
+    home = tmp_path / "hf"
+    standin.build_model(home, "bert-base-uncased", weights=False)
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("COURSE_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setattr(env, "hub_reachable", lambda timeout=2.0: False)
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.setenv(var, "0")  # start() sets them; monkeypatch restores them afterwards
+    settings = {"smoke": {"bert": "local:minilm"}, "cpu": {"bert": "bert-base-uncased"}, "gpu": {"bert": "x"}}
+    ctx = env.start("99_demo", "cpu", settings)
+    table = ctx.table()
+    assert table.loc["why"].iloc[0] == "PROFILE='cpu' was asked for; offline, from the local cache"
+    assert table.loc["models"].iloc[0] == "random-weight stand-in: code path and cost only, not quality"
+    assert os.environ["HF_DATASETS_OFFLINE"] == "1"
+    with pytest.raises(env.ProfileError, match="lacks tokenizer distilgpt2"):
+        env.start("99_demo", "cpu", settings, bert="distilgpt2")

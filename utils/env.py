@@ -5,8 +5,8 @@ import json
 import os
 import platform as _platform
 import random
-import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from typing import Any
 PROFILES = ("smoke", "cpu", "gpu")
 FROM_04 = "from-04"  # MODEL_NAME for notebook 04's merged model (06, 07) instead of the profile's model
 ROOT = Path(__file__).resolve().parent.parent
-HUB_HOST = os.environ.get("COURSE_HUB_HOST", "huggingface.co")
+FROM_CACHE = "offline, from the local cache"
 
 
 class ProfileError(ValueError):
@@ -46,14 +46,30 @@ def device_name() -> str:
     return f"cpu ({os.cpu_count()} cores, {_platform.machine()})"
 
 
+def hub_endpoint() -> str:
+    """The Hub the Hugging Face libraries talk to: HF_ENDPOINT, default https://huggingface.co."""
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
 def hub_reachable(timeout: float = 2.0) -> bool:
-    """True when the Hugging Face Hub answers a TCP connection within `timeout` seconds (and offline mode is off)."""
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+    """True when the Hub at `hub_endpoint()` answers an HTTPS request within `timeout` seconds (through
+    HTTPS_PROXY / NO_PROXY as set); False in offline mode (HF_HUB_OFFLINE=1)."""
+    import urllib.error
+    import urllib.request
+
+    if _flag("HF_HUB_OFFLINE"):
         return False
     try:
-        with socket.create_connection((HUB_HOST, 443), timeout=timeout):
+        opener = urllib.request.build_opener()  # a new one reads the proxy variables as they are now
+        with opener.open(urllib.request.Request(hub_endpoint(), method="HEAD"), timeout=timeout):
             return True
-    except OSError:
+    except urllib.error.HTTPError as err:  # it answered; a server error means it is down
+        return err.code < 500
+    except (OSError, ValueError):
         return False
 
 
@@ -66,33 +82,67 @@ def one_gpu_on_kaggle() -> str:
     return "one GPU (CUDA_VISIBLE_DEVICES=0): Kaggle's second T4 stays idle, the course code runs on one device"
 
 
-def choose_profile(requested: str = "auto") -> tuple[str, str]:
-    """Resolve `requested` ('auto', 'smoke', 'cpu', 'gpu') to a profile and the reason for it."""
+Needs = Callable[[str], list]  # profile -> the manifest items (utils.manifest.Item) a run of it needs
+
+
+def choose_profile(requested: str = "auto", needs: Needs | None = None, notebook: str = "") -> tuple[str, str]:
+    """Resolve `requested` ('auto', 'smoke', 'cpu', 'gpu') to a profile and the reason for it. With `needs`, cpu
+    and gpu also run offline when everything they need is in the local Hugging Face cache."""
     requested = (requested or "auto").strip().lower()
-    if requested == "auto":
-        requested = os.environ.get("COURSE_PROFILE", "auto").strip().lower()
-        if requested != "auto":
-            return _check(requested, f"COURSE_PROFILE={requested} in the environment")
-        if cuda_available():
-            return "gpu", "auto: a CUDA GPU is present"
-        if hub_reachable():
-            return "cpu", "auto: no GPU, the Hugging Face Hub answers"
-        return "smoke", "auto: no GPU and the Hugging Face Hub did not answer (offline)"
-    return _check(requested, f"PROFILE='{requested}' was asked for")
+    if requested != "auto":
+        return _check(requested, f"PROFILE='{requested}' was asked for", needs, notebook)
+    requested = os.environ.get("COURSE_PROFILE", "auto").strip().lower()
+    if requested != "auto":
+        return _check(requested, f"COURSE_PROFILE={requested} in the environment", needs, notebook)
+    online = hub_reachable()
+    for profile, why in (("gpu", "a CUDA GPU is present"), ("cpu", "no GPU")):
+        if profile == "gpu" and not cuda_available():
+            continue
+        if online:
+            return profile, f"auto: {why}, the Hugging Face Hub answers"
+        if needs is not None and not _missing(needs(profile)):
+            return profile, f"auto: {why}; {FROM_CACHE}"
+    return "smoke", "auto: no GPU and the Hugging Face Hub did not answer (offline), nor is the cpu profile cached"
 
 
-def _check(profile: str, reason: str) -> tuple[str, str]:
+def _missing(items: list) -> list:
+    from .cache import missing
+
+    return missing(items)
+
+
+def _check(profile: str, reason: str, needs: Needs | None = None, notebook: str = "") -> tuple[str, str]:
     if profile not in PROFILES:
         raise ProfileError(f"unknown profile '{profile}': use one of 'auto', " + ", ".join(f"'{p}'" for p in PROFILES))
-    if profile in ("cpu", "gpu") and not hub_reachable():
-        raise ProfileError(
-            f"profile {profile} needs the Hugging Face Hub; it did not answer — use PROFILE='smoke' "
-            "(offline, tiny local models) or connect to the internet"
-        )
     if profile == "gpu" and not cuda_available():
         raise ProfileError("profile gpu needs a CUDA GPU and torch sees none — on Colab choose Runtime > Change "
                            "runtime type > T4 GPU, or use PROFILE='cpu'")
-    return profile, reason
+    if profile == "smoke" or hub_reachable():
+        return profile, reason
+    from .cache import prefetch_command
+
+    fetch = f"run `{prefetch_command(profile, notebook or None)}` where there is internet"
+    if needs is None:
+        raise ProfileError(f"profile {profile} needs the Hugging Face Hub or a local cache of what it loads; the Hub "
+                           f"did not answer — {fetch}, use PROFILE='smoke' (offline, tiny local models) or connect")
+    lacking = _missing(needs(profile))
+    if lacking:
+        raise ProfileError(f"profile {profile} offline: the Hugging Face Hub did not answer and the local cache lacks "
+                           + "; ".join(i.label() for i in lacking)
+                           + f" — {fetch}, or use PROFILE='smoke' (offline, tiny local models)")
+    return profile, f"{reason}; {FROM_CACHE}"
+
+
+def standin_note(items: list) -> str:
+    """The stand-in's warning when any model or tokenizer in `items` resolves to a Hub stand-in, else ''."""
+    from .cache import snapshot
+    from .standin import MARKER, is_standin
+
+    for item in items:
+        folder = snapshot(item.id) if item.kind in ("model", "tokenizer") else None
+        if folder is not None and is_standin(folder, item.kind):
+            return MARKER
+    return ""
 
 
 def set_seed(seed: int) -> None:
@@ -139,6 +189,7 @@ class RunContext:
     overrides: dict[str, Any] = field(default_factory=dict)
     model_source: str = ""
     gpus: str = ""
+    note: str = ""  # e.g. that the models are random-weight stand-ins
 
     def __getitem__(self, key: str) -> Any:
         return self.settings[key]
@@ -149,6 +200,7 @@ class RunContext:
 
         rows = [("runs on", self.platform), ("device", self.device), ("profile", self.profile), ("why", self.reason)]
         rows += [("GPUs", self.gpus)] if self.gpus else []
+        rows += [("models", self.note)] if self.note else []
         for key, value in self.settings.items():
             note = " (set in parameters)" if key in self.overrides else ""
             rows.append((key, f"{value}{note}"))
@@ -161,14 +213,19 @@ class RunContext:
 def start(notebook: str, profile: str, settings_by_profile: dict[str, dict[str, Any]], seed: int = 0,
           **overrides: Any) -> RunContext:
     """Choose the profile, merge its settings with the learner's overrides (None = profile default), seed, and
-    make the run's output folder. Smoke runs are forced offline so that nothing reaches for the network."""
+    make the run's output folder. Smoke runs and runs from the local cache are forced offline so that nothing
+    reaches for the network."""
+    from .manifest import items
+
     gpus = one_gpu_on_kaggle()  # first: before anything asks torch about CUDA
-    name, reason = choose_profile(profile)
     missing = [p for p in PROFILES if p not in settings_by_profile]
     if missing:
         raise ProfileError(f"{notebook}: settings are missing for profile(s) {missing}")
-    settings = dict(settings_by_profile[name])
     given = {k: v for k, v in overrides.items() if v is not None}
+    from_hub = {k: v for k, v in given.items() if v != FROM_04}  # notebook 04's model is a local folder
+    needs = lambda p: items({**settings_by_profile[p], **from_hub})  # noqa: E731
+    name, reason = choose_profile(profile, needs, notebook)
+    settings = dict(settings_by_profile[name])
     unknown = sorted(set(given) - set(settings))
     if unknown:
         raise ProfileError(f"{notebook}: unknown setting(s) {unknown}; known: {sorted(settings)}")
@@ -177,12 +234,13 @@ def start(notebook: str, profile: str, settings_by_profile: dict[str, dict[str, 
     if given.get("model") == FROM_04:
         settings["model"] = str(merged_model_of_04(name))
         source = f"notebook 04's merged model (MODEL_NAME='{FROM_04}')"
-    if name == "smoke":
+    if name == "smoke" or reason.endswith(FROM_CACHE):
         for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
             os.environ[var] = "1"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     set_seed(seed)
     out = runs_dir() / notebook
     out.mkdir(parents=True, exist_ok=True)
+    note = standin_note(needs(name)) if name != "smoke" else ""
     return RunContext(notebook, name, reason, detect_platform(), device_name(), settings, out, seed, given,
-                      source if "model" in settings else "", gpus)
+                      source if "model" in settings else "", gpus, note)

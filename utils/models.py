@@ -29,7 +29,8 @@ def _load(loader: Any, name: str, **kwargs: Any) -> Any:
         if not hub_reachable():
             raise ModelUnavailableError(
                 f"model '{name}' cannot be loaded offline: it is not in the local Hugging Face cache and the Hub "
-                "did not answer — use PROFILE='smoke' (local tiny models) or connect to the internet") from err
+                "did not answer — run `make prefetch PROFILE=cpu` (or gpu) where there is internet, use "
+                "PROFILE='smoke' (local tiny models) or connect to the internet") from err
         raise ModelUnavailableError(f"model '{name}' could not be loaded from the Hub ({err}); check the name, "
                                     "and for gated models (Meta's Llama-2) log in with a token") from err
 

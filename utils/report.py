@@ -41,7 +41,8 @@ def save_results(ctx: RunContext, results: dict[str, Any], headline: dict[str, A
     """Write `<out_dir>/results.json`: all measured results plus a few headline figures for the course summary."""
     if not headline:
         raise ValueError("headline must name at least one result for the course summary")
-    doc = {"notebook": ctx.notebook, "profile": ctx.profile, "reason": ctx.reason, "device": ctx.device,
+    doc = {"notebook": ctx.notebook, "profile": ctx.profile, "reason": ctx.reason, "models": ctx.note or "as named",
+           "device": ctx.device,
            "settings": ctx.settings, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "headline": headline, "results": results}
     path = ctx.out_dir / "results.json"

@@ -1,0 +1,70 @@
+"""The verification runs' settings and cost summary (the runs themselves: tests/test_standin_runs.py)."""
+import ast
+import json
+
+from utils import manifest, probe, verify
+
+
+def _parameters(nb: str) -> set[str]:
+    cells = json.loads(manifest.notebook_path(nb).read_text())["cells"]
+    cell = next(c for c in cells if "parameters" in c["metadata"].get("tags", []))
+    return {t.id for stmt in ast.parse("".join(cell["source"])).body if isinstance(stmt, ast.Assign)
+            for t in stmt.targets}
+
+
+def test_cut_down_parameters_exist_in_each_notebook():
+    assert set(verify.CUT_DOWN) == {p.stem for p in manifest.notebooks()}
+    for nb, params in verify.CUT_DOWN.items():
+        assert set(params) <= _parameters(nb), nb
+
+
+def test_probe_summary(tmp_path, monkeypatch):
+    log = tmp_path / "probe.jsonl"
+    monkeypatch.setenv(probe.LOG_VAR, str(log))
+    probe.record("load", model="m", seconds=2.0)
+    for seconds in (1.0, 2.0, 6.0):
+        probe.record("step", step=1, seconds=seconds)
+    probe.record("generate", tokens=30, seconds=1.5)
+    probe.record("generate", tokens=10, seconds=0.5)
+    got = probe.summary(log)
+    assert got["train_steps"] == 3 and got["step_s_mean"] == 3.0 and got["step_s_median"] == 2.0
+    assert got["load_s"] == 2.0 and got["gen_tok_s"] == 20.0 and got["peak_rss_mb_probe"] > 0
+    assert probe.summary(tmp_path / "none.jsonl")["train_steps"] == 0
+
+
+PROBED = """
+import sys, torch
+from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
+from utils import probe
+probe.install()
+GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64, n_positions=32)).save_pretrained(sys.argv[1])
+model = GPT2LMHeadModel.from_pretrained(sys.argv[1])
+model.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=5, min_new_tokens=5, do_sample=False)
+data = [{"input_ids": torch.arange(8), "labels": torch.arange(8)}] * 4
+args = TrainingArguments(sys.argv[1] + "/run", max_steps=2, per_device_train_batch_size=2, report_to=[], use_cpu=True)
+Trainer(model=model, args=args, train_dataset=data).train()
+"""
+
+
+def test_probes_time_loads_steps_and_generation(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from utils.env import ROOT
+
+    log = tmp_path / "probe.jsonl"
+    env = {**os.environ, probe.LOG_VAR: str(log), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", PROBED, str(tmp_path / "m")], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = probe.summary(log)
+    assert got["loads"] == 1 and got["train_steps"] == 2 and got["generated_tokens"] == 5
+
+
+def test_projection_scales_training_and_generation_to_the_profile():
+    row = {"notebook": "05_llama2_squad", "profile": "cpu", "error": "", "seconds": 100.0, "train_s": 10.0,
+           "generate_s": 20.0, "parameters": {"SAMPLE_SIZES": [16], "EVAL_QUESTIONS": 10}}
+    # cpu: sample_sizes [16, 32, 64] (7x the examples), eval_questions 50 (5x the answers)
+    assert verify.projected_s(row) == 100.0 + 10.0 * 6 + 20.0 * 4
+    assert verify.projected_s({**row, "error": "boom"}) is None

@@ -1,0 +1,180 @@
+"""What each notebook needs from the Hugging Face Hub per profile, read from the notebooks' own SETTINGS cells.
+
+The notebooks' `SETTINGS` dicts are the one source of names; this module only knows which setting key holds what
+(a model, a tokenizer, a dataset and how the course's loaders call `load_dataset` on it).
+Usage: python -m utils.manifest [--profile cpu] [--nb 05]   (prints the list)
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .env import PROFILES, ROOT
+
+KINDS = ("model", "tokenizer", "dataset", "spacy", "nltk")
+# Setting keys that name a model whose weights are loaded, and keys that name a model whose tokenizer alone is used.
+MODEL_KEYS = ("model", "gpt2_model", "bertscore_model", "embedder")
+TOKENIZER_KEYS = ("bert", "gpt2", "chat", "gpt2_tokenizer")
+# How the course's loaders call load_dataset for a dataset setting: (data_dir, splits) per call.
+# lm.load_texts('path:config') -> train + validation; formats.load_alpaca -> train; squad.load_splits -> train +
+# validation; dpo.load_pairs -> data_dir harmless-base and helpful-base, train + test each.
+DATASET_CALLS: dict[str, tuple[tuple[str | None, tuple[str, ...]], ...]] = {
+    "Salesforce/wikitext": ((None, ("train", "validation")),),
+    "yahma/alpaca-cleaned": ((None, ("train",)),),
+    "rajpurkar/squad": ((None, ("train", "validation")),),
+    "Anthropic/hh-rlhf": (("harmless-base", ("train", "test")), ("helpful-base", ("train", "test"))),
+}
+DATASET_KEYS = ("data", "dataset", "pairs")
+NLTK_DATA = "punkt_tab"  # what nltk_sentence_tokenizer(download=True) fetches
+
+
+class ManifestError(ValueError):
+    """A notebook whose SETTINGS cannot be read, or a dataset the loaders do not know."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One thing a notebook needs: a model, a tokenizer, one dataset (config, data_dir, splits), spaCy or NLTK data.
+    `required` is False for spaCy/NLTK data, which the notebook replaces with a fallback it names."""
+
+    kind: str
+    id: str
+    config: str | None = None
+    data_dir: str | None = None
+    splits: tuple[str, ...] = ()
+    setting: str = ""
+    required: bool = True
+
+    def label(self) -> str:
+        """A readable one-line name, e.g. 'dataset Anthropic/hh-rlhf (data_dir harmless-base; train, test)'."""
+        extra = [f"config {self.config}" if self.config else "", f"data_dir {self.data_dir}" if self.data_dir else "",
+                 ", ".join(self.splits)]
+        extra = "; ".join(e for e in extra if e)
+        return f"{self.kind} {self.id}" + (f" ({extra})" if extra else "")
+
+
+def notebooks() -> list[Path]:
+    """The course's numbered notebooks, in order."""
+    return sorted(ROOT.glob("[0-9][0-9]_*.ipynb"))
+
+
+def notebook_path(nb: str) -> Path:
+    """'05', '05_llama2_squad' or a path -> the notebook file; ManifestError naming the choices otherwise."""
+    if Path(nb).suffix == ".ipynb" and Path(nb).is_file():
+        return Path(nb)
+    found = [p for p in notebooks() if p.stem == nb or p.stem.split("_")[0] == nb]
+    if len(found) != 1:
+        raise ManifestError(f"no notebook '{nb}': use one of " + ", ".join(p.stem.split("_")[0] for p in notebooks()))
+    return found[0]
+
+
+class _Opaque(str):
+    """A setting computed at run time (e.g. os.cpu_count()): kept as its source text."""
+
+
+def _value(node: ast.AST, names: dict[str, Any]) -> Any:
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Dict):
+        return {_value(k, names): _value(v, names) for k, v in zip(node.keys, node.values)}
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return [_value(e, names) for e in node.elts]
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
+        return -node.operand.value
+    if isinstance(node, ast.Name) and node.id in names:
+        return names[node.id]
+    return _Opaque(ast.unparse(node))
+
+
+def settings(nb: str) -> dict[str, dict[str, Any]]:
+    """The `SETTINGS = {...}` dict of notebook `nb`, read from its code without running it (names bound to
+    constants earlier in the same cell, such as WIKITEXT, are substituted; anything computed stays as its source)."""
+    path = notebook_path(nb)
+    for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        if cell["cell_type"] != "code" or "SETTINGS" not in source:
+            continue
+        names: dict[str, Any] = {}
+        for stmt in ast.parse(source).body:
+            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+                value = _value(stmt.value, names)
+                if stmt.targets[0].id == "SETTINGS":
+                    if not isinstance(value, dict) or set(value) != set(PROFILES):
+                        raise ManifestError(f"{path.name}: SETTINGS must be a dict with the keys {PROFILES}")
+                    return value
+                names[stmt.targets[0].id] = value
+    raise ManifestError(f"{path.name} has no `SETTINGS = {{...}}` assignment in a code cell")
+
+
+def _dataset_items(key: str, value: str) -> list[Item]:
+    path, _, config = value.partition(":")
+    if path not in DATASET_CALLS:
+        raise ManifestError(f"setting '{key}' names dataset '{path}', which the manifest does not know how the "
+                            f"loaders read: add it to utils.manifest.DATASET_CALLS ({sorted(DATASET_CALLS)})")
+    return [Item("dataset", path, config or None, data_dir, splits, key) for data_dir, splits in DATASET_CALLS[path]]
+
+
+def items(profile_settings: dict[str, Any]) -> list[Item]:
+    """What one profile's settings need from the Hub and the NLP data servers ('local:' names and the shipped
+    data need nothing)."""
+    out: list[Item] = []
+    for key, value in profile_settings.items():
+        if isinstance(value, _Opaque):  # computed in the notebook (e.g. lm.LOCAL_CORPUS): not a Hub name
+            continue
+        if key in DATASET_KEYS and isinstance(value, str) and not value.startswith("local") and value != "shipped":
+            out += _dataset_items(key, value)
+        elif not isinstance(value, str) or value.startswith("local:"):
+            continue
+        elif key in MODEL_KEYS:
+            out.append(Item("model", value, setting=key))
+        elif key in TOKENIZER_KEYS:
+            out.append(Item("tokenizer", value, setting=key))
+        elif key == "spacy":
+            out.append(Item("spacy", value, setting=key, required=False))
+    if profile_settings.get("fetch_nltk_data") is True:
+        out.append(Item("nltk", NLTK_DATA, setting="fetch_nltk_data", required=False))
+    # a model loaded with its weights also gives its tokenizer: one entry per id, the stronger kind wins
+    models = {i.id for i in out if i.kind == "model"}
+    return [i for i in out if not (i.kind == "tokenizer" and i.id in models)]
+
+
+def needs(nb: str, profile: str) -> list[Item]:
+    """What notebook `nb` needs in `profile`, from its SETTINGS."""
+    if profile not in PROFILES:
+        raise ManifestError(f"unknown profile '{profile}': use one of {PROFILES}")
+    return items(settings(nb)[profile])
+
+
+def manifest(profile: str, nbs: list[str] | None = None) -> dict[str, list[Item]]:
+    """{notebook stem: items} for `profile` and the given notebooks (default: all)."""
+    paths = [notebook_path(nb) for nb in nbs] if nbs else notebooks()
+    return {p.stem: needs(str(p), profile) for p in paths}
+
+
+def unique(by_notebook: dict[str, list[Item]]) -> list[Item]:
+    """Each item once across notebooks, in first-seen order (a model also needed as a tokenizer counts once)."""
+    seen: dict[tuple, Item] = {}
+    for entries in by_notebook.values():
+        for item in entries:
+            seen.setdefault((item.kind, item.id, item.config, item.data_dir), item)
+    models = {i.id for i in seen.values() if i.kind == "model"}
+    return [i for i in seen.values() if not (i.kind == "tokenizer" and i.id in models)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="cpu", choices=PROFILES)
+    parser.add_argument("--nb", action="append", help="notebook number or name (repeatable; default all)")
+    args = parser.parse_args(argv)
+    for stem, entries in manifest(args.profile, args.nb).items():
+        print(f"{stem} [{args.profile}]")
+        for item in entries:
+            print(f"  {item.label()}" + ("" if item.required else "  (optional: the notebook has a fallback)"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Run notebooks in the cpu (or gpu) profile against the Hub stand-in, offline, with cut-down step counts and
+evaluation sizes, and record what they cost: per-step training time, load time, generated tokens/s, peak RSS.
+
+Usage: python -m utils.verify --profile cpu [05 ...]   (builds the stand-in if missing; exit 1 if a notebook fails)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .env import ROOT, runs_dir
+
+# Parameters that cut a notebook's steps and evaluation sizes for a verification run (sizes of models and
+# sequences stay those of the profile).
+CUT_DOWN: dict[str, dict[str, Any]] = {
+    "01_tokenization": {},
+    "02_bpe_from_scratch": {},
+    "03_full_finetune_gpt2": {"MAX_STEPS": 40},
+    "04_lora_qlora": {"MAX_STEPS": 10},
+    "05_llama2_squad": {"SAMPLE_SIZES": [16], "EVAL_QUESTIONS": 10},
+    "06_dpo": {"STEPS": 8},
+    "07_gguf_inference": {"MAX_NEW_TOKENS": 16},
+}
+# How a cut-down parameter scales a cost back to the profile's own setting: (setting key, what it scales).
+SCALES = {"MAX_STEPS": ("max_steps", "train_s"), "STEPS": ("steps", "train_s"),
+          "SAMPLE_SIZES": ("sample_sizes", "train_s"), "EVAL_QUESTIONS": ("eval_questions", "generate_s"),
+          "MAX_NEW_TOKENS": ("max_new_tokens", "generate_s")}
+_CHILD = """
+import json, resource, sys
+from pathlib import Path
+from utils.runner import run_notebook
+path, profile, out, params = sys.argv[1], sys.argv[2], Path(sys.argv[3]), json.loads(sys.argv[4])
+try:
+    _, seconds = run_notebook(Path(path), profile, out, params)
+    error = ""
+except Exception as err:  # papermill's error names the cell and the exception
+    seconds, error = None, str(err)
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print(json.dumps({"seconds": seconds, "peak_rss_mb": round(peak, 1), "error": error}))
+"""
+
+
+def verify_one(nb: Path, profile: str, out_dir: Path, hf_home: Path, timeout: int = 3600) -> dict[str, Any]:
+    """Run one notebook against the stand-in in a child process (its kernel's peak RSS is the child's children's)
+    with the cost probes installed; returns the measurements and the error ('' when it passed)."""
+    from . import probe
+    from .standin import standin_env
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log = out_dir / f"{nb.stem}.probe.jsonl"
+    log.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory() as ipython_dir:
+        probe.startup_file(Path(ipython_dir))
+        env = {**os.environ, **standin_env(hf_home), "IPYTHONDIR": ipython_dir, probe.LOG_VAR: str(log),
+               "PYTHONPATH": str(ROOT)}
+        params = json.dumps(CUT_DOWN.get(nb.stem, {}))
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(nb), profile, str(out_dir), params], cwd=ROOT,
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)  # its own process group: a timeout ends the kernel too
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            stdout, stderr = "", f"timed out after {timeout} s (the probe log has the steps done so far)"
+    lines = stdout.strip().splitlines()
+    child = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {
+        "seconds": None, "peak_rss_mb": None, "error": stderr.strip()[-2000:] or f"exit {proc.returncode}"}
+    row = {"notebook": nb.stem, "profile": profile, "parameters": CUT_DOWN.get(nb.stem, {}),
+           "wall_s": round(time.perf_counter() - start, 1), **child, **probe.summary(log)}
+    row["projected_s"] = projected_s(row)
+    (out_dir / f"{nb.stem}.verify.json").write_text(json.dumps(row, indent=1), encoding="utf-8")
+    return row
+
+
+def projected_s(row: dict[str, Any]) -> float | None:
+    """The profile's full run time from a cut-down one: measured training and generation seconds scaled by the
+    profile's steps (sample sizes, questions, tokens) over the run's, plus everything else as measured."""
+    from .manifest import settings
+
+    if row["error"] or row["seconds"] is None:
+        return None
+    full = settings(row["notebook"])[row["profile"]]
+    total = row["seconds"]
+    for param, value in row["parameters"].items():
+        key, cost = SCALES[param]
+        ratio = (sum(full[key]) / sum(value)) if isinstance(value, list) else full[key] / value
+        total += (row[cost] or 0) * (ratio - 1)
+    return round(total, 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from . import manifest, standin
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("select", nargs="*", help="notebook numbers or names (default: all)")
+    parser.add_argument("--profile", default="cpu", choices=["cpu", "gpu"])
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds per notebook (default 3600)")
+    args = parser.parse_args(argv)
+    paths = [manifest.notebook_path(s) for s in args.select] if args.select else manifest.notebooks()
+    hf_home = standin.build(args.profile, [p.stem for p in paths])
+    out_dir = runs_dir() / f"verify-{args.profile}"
+    rows = []
+    for nb in paths:
+        print(f"[verify] {nb.stem} in {args.profile} against the stand-in, parameters {CUT_DOWN.get(nb.stem, {})}",
+              flush=True)
+        rows.append(verify_one(nb, args.profile, out_dir, hf_home, args.timeout))
+        row = rows[-1]
+        status = "FAILED: " + row["error"].strip().splitlines()[-1][:200] if row["error"] else "passed"
+        print(f"[verify] {nb.stem}: {status} in {row['wall_s']} s; steps {row['train_steps']} × "
+              f"{row['step_s_mean']} s, loads {row['load_s']} s, {row['gen_tok_s']} generated tok/s, "
+              f"peak RSS {row['peak_rss_mb']} MB; projected full {args.profile} run {row['projected_s']} s", flush=True)
+    (out_dir / "summary.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    print(f"[verify] measurements: {out_dir}/summary.json")
+    return 1 if any(r["error"] for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
