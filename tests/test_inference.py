@@ -128,3 +128,19 @@ def test_benchmark_table_has_a_row_per_variant(files):
     assert sizes["llama.cpp f16"] > sizes["llama.cpp q8_0"] > sizes["llama.cpp q4_0"]
     with pytest.raises(ValueError, match="at least one non-empty prompt"):
         inference.run_benchmark(model_dir, files, [], heldout)
+
+
+def test_the_chat_box_shows_the_conversation_as_text_where_widgets_do_not_render():
+    class Chat:
+        history: list = []
+        dropped = 0
+
+        def ask(self, message, on_piece=None, **sampling):
+            on_piece("hot")
+            self.history = [{"role": "user", "content": message}, {"role": "assistant", "content": "hot"}]
+            return "hot"
+
+    box, send = inference.chat_box(Chat())
+    assert box._repr_mimebundle_()["text/plain"] == "(an empty chat window)"
+    assert send("What is the Sun?") == "hot"
+    assert box._repr_mimebundle_()["text/plain"] == "you: What is the Sun?\nmodel: hot"

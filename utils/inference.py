@@ -190,8 +190,17 @@ def chat_box(chat: Chat, placeholder: str = "Ask something and press Send", **sa
         render()
         return answer
 
+    class Window(widgets.VBox):
+        """The chat window, with the conversation as plain text where widgets do not render (a saved copy)."""
+
+        def _repr_mimebundle_(self, **kwargs: Any) -> dict:
+            bundle = super()._repr_mimebundle_(**kwargs)
+            bundle["text/plain"] = "\n".join(f"{'you' if m['role'] == 'user' else 'model'}: {m['content']}"
+                                              for m in chat.history) or "(an empty chat window)"
+            return bundle
+
     button.on_click(lambda _: send())
-    return widgets.VBox([log, widgets.HBox([text, button])]), send
+    return Window([log, widgets.HBox([text, button])]), send
 
 
 # --- the benchmark ------------------------------------------------------------------------------------------
