@@ -37,7 +37,7 @@ if HOSTED:
     hosted_setup.install()  # says what changed, and whether the runtime must be restarted
 if not os.path.isdir("utils"):
     raise RuntimeError("Open this notebook from the course repository's root folder (`make lab` starts there).")
-import utils  # first, before the libraries: it silences their notes a learner cannot act on (see utils/__init__.py)
+import utils  # noqa: F401 -- first, before the libraries: it silences their notes a learner cannot act on
 '''
 
 
