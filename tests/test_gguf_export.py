@@ -69,7 +69,7 @@ def test_missing_converter_names_the_setup_command(monkeypatch, tmp_path):
 
 def test_missing_llama_cpp_names_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # what an uninstalled package looks like to import
-    with pytest.raises(gguf_export.GGUFToolError, match="pip install llama-cpp-python"):
+    with pytest.raises(gguf_export.GGUFToolError, match=r"ensure_llama_cpp\(\).*pip install -r requirements/llama.txt"):
         gguf_export.llama_cpp_version()
 
 
