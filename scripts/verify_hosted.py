@@ -86,7 +86,7 @@ def verify(name: str, work: Path) -> dict:
     assert not new_conflicts, f"the install broke platform packages: {sorted(new_conflicts)}"
     numpy_after = _version(py, "numpy")
     assert numpy_after == numpy_before or "RESTART NEEDED" in ran.stdout, (numpy_before, numpy_after)
-    imported = _run([str(py), "-c", IMPORTS], cwd=work / platform_clone_name(), env=env)
+    imported = _run([str(py), "-c", IMPORTS], cwd=work / ROOT.name, env=env)  # the cell clones into the repo's name
     assert imported.returncode == 0, f"imports failed after the install: {imported.stderr[-1500:]}"
     again = _run([str(py), "-c", driver], cwd=work, env=env)  # after the restart: the cell runs once more
     assert again.returncode == 0 and "nothing to install" in again.stdout and "no restart needed" in again.stdout, (
@@ -94,11 +94,6 @@ def verify(name: str, work: Path) -> dict:
     changed = re.findall(r"^\s+(\S+)\s+(\S+) -> (\S+)$", ran.stdout, flags=re.M)
     return {"platform": name, "list": path.name, "seconds": round(seconds), "changed": changed,
             "restart": "RESTART NEEDED" in ran.stdout, "numpy": [numpy_before, numpy_after]}
-
-
-def platform_clone_name() -> str:
-    """The folder the first cell clones into (the repository's folder name)."""
-    return ROOT.name
 
 
 def main(names: list[str]) -> int:
