@@ -11,6 +11,8 @@ from utils.env import ROOT
 from utils.manifest import Item
 from utils.standin import PUBLISHED, StandinError
 
+STANDIN_SMOLLM2_SHIFT = 49152 - 17  # real id i -> 49135 + i (specials at the end)
+
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
@@ -56,6 +58,8 @@ def test_config_equals_the_published_values(home, repo_id):
             assert config.rope_parameters["rope_theta"] == value
         elif key == "torch_dtype":
             assert config.dtype == getattr(torch, value)
+        elif key.endswith("_token_id") and repo_id.startswith("HuggingFaceTB/SmolLM2"):
+            assert getattr(config, key) == value + STANDIN_SMOLLM2_SHIFT, key  # specials at the end
         else:
             assert getattr(config, key) == value, key
     assert config.course_standin == standin.MARKER
@@ -69,8 +73,9 @@ def test_config_equals_the_published_values(home, repo_id):
 def test_tokenizers_are_of_the_real_family(home):
     assert _tokenizer(home, "bert-base-uncased")("Hello world")["input_ids"] == [101, 7592, 2088, 102]
     smol = _tokenizer(home, "HuggingFaceTB/SmolLM2-135M-Instruct")
-    assert smol.convert_ids_to_tokens([0, 1, 2]) == ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    assert smol("Hello world")["input_ids"] == [15496 + 17, 995 + 17]  # GPT-2's BPE under SmolLM2's 17 specials
+    specials = [49152 - 17 + i for i in range(3)]  # SmolLM2's 17 special tokens, at the end of the stand-in's vocab
+    assert smol.convert_ids_to_tokens(specials) == ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    assert smol("Hello world")["input_ids"] == [15496, 995]  # GPT-2's BPE at GPT-2's ids
     roberta = _tokenizer(home, "roberta-large")
     assert roberta("Hello")["input_ids"][0] == 0 and roberta("Hello")["input_ids"][-1] == 2
     assert roberta.convert_tokens_to_ids("<mask>") == 50264
@@ -165,3 +170,19 @@ def test_weights_are_sharded_seeded_and_load_without_missing_keys(tmp_path, monk
     assert not info["missing_keys"] and not info["unexpected_keys"]
     assert model.dtype == torch.bfloat16 and model.lm_head.weight is model.model.embed_tokens.weight
     assert n == model.num_parameters()
+
+
+def test_smollm2_standin_pretokenizer_is_one_llama_cpp_recognizes(home):
+    """llama.cpp's converter names a BPE pre-tokenizer by the hash of its ids on one fixed text: the stand-in's ids
+    on that text are GPT-2's, whose hash the converter knows."""
+    import ast
+    import re
+
+    from transformers import GPT2TokenizerFast
+
+    from utils import gguf_export
+
+    source = (gguf_export.find_converter(fetch=True).parent / "conversion" / "base.py").read_text(encoding="utf-8")
+    chktxt = ast.literal_eval(re.search(r"^\s*chktxt = (.+)$", source, re.M).group(1))
+    gpt2 = GPT2TokenizerFast.from_pretrained(standin.gpt2_tokenizer_dir(home / "gpt2-check"))
+    assert _tokenizer(home, "HuggingFaceTB/SmolLM2-135M-Instruct").encode(chktxt) == gpt2.encode(chktxt)

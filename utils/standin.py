@@ -166,14 +166,14 @@ def gpt2_tokenizer_dir(folder: Path) -> Path:
     return folder
 
 
-def _shifted_bpe(folder: Path, specials: list[str], size: int, tail: list[str] = ()) -> None:
-    """vocab.json/merges.txt: `specials` at ids 0.., then GPT-2's byte-level BPE tokens in their order (cut to fit
+def _gpt2_bpe(folder: Path, size: int, head: list[str] = (), tail: list[str] = ()) -> None:
+    """vocab.json/merges.txt: `head` at ids 0.., then GPT-2's byte-level BPE tokens in their order (cut to fit
     `size`), then `tail`; merges kept only where the merged token is in the vocabulary."""
     gpt2 = gpt2_bpe_files(Path(tempfile.mkdtemp(dir=folder)))
     encoder = json.loads((gpt2 / "vocab.json").read_text(encoding="utf-8"))
-    tokens = [t for t, _ in sorted(encoder.items(), key=lambda kv: kv[1]) if t not in specials]
-    tokens = tokens[:size - len(specials) - len(tail)]
-    vocab = {t: i for i, t in enumerate([*specials, *tokens, *tail])}
+    tokens = [t for t, _ in sorted(encoder.items(), key=lambda kv: kv[1]) if t not in head]
+    tokens = tokens[:size - len(head) - len(tail)]
+    vocab = {t: i for i, t in enumerate([*head, *tokens, *tail])}
     merges = [m for m in (gpt2 / "merges.txt").read_text(encoding="utf-8").splitlines()[1:]
               if m and "".join(m.split(" ")) in vocab]
     shutil.rmtree(gpt2)
@@ -182,9 +182,11 @@ def _shifted_bpe(folder: Path, specials: list[str], size: int, tail: list[str] =
 
 
 def _smollm2_tokenizer(folder: Path, vocab_size: int):
+    """GPT-2's BPE at GPT-2's ids, SmolLM2's 17 special tokens at the end (the real ones sit at ids 0-16): so
+    llama.cpp's converter recognizes the pre-tokenizer by its ids, as it recognizes the real SmolLM2's."""
     from transformers import GPT2TokenizerFast
 
-    _shifted_bpe(folder, SMOLLM2_SPECIALS, vocab_size)
+    _gpt2_bpe(folder, vocab_size, tail=SMOLLM2_SPECIALS)
     tok = GPT2TokenizerFast.from_pretrained(folder, bos_token="<|im_start|>", eos_token="<|im_end|>",
                                             unk_token="<|endoftext|>", pad_token="<|im_end|>",
                                             model_max_length=8192, add_prefix_space=False)
@@ -197,7 +199,7 @@ def _roberta_tokenizer(folder: Path, vocab_size: int):
     from transformers import RobertaTokenizerFast
 
     tail = ["madeupword0000", "madeupword0001", "madeupword0002", "<mask>"]
-    _shifted_bpe(folder, ["<s>", "<pad>", "</s>", "<unk>"], vocab_size, tail)
+    _gpt2_bpe(folder, vocab_size, head=["<s>", "<pad>", "</s>", "<unk>"], tail=tail)
     return RobertaTokenizerFast.from_pretrained(folder, model_max_length=512)
 
 
@@ -312,6 +314,20 @@ def write_weights(repo_id: str, folder: Path, shard_bytes: int = 5 * 2**30) -> i
     return total
 
 
+def _match_token_ids(folder: Path) -> None:
+    """Point config.json's bos/eos/pad ids at the stand-in tokenizer's tokens (equal to the published ids for
+    every family but SmolLM2, whose special tokens the stand-in keeps at the end of its vocabulary)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    path = folder / "config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    for name in ("bos", "eos", "pad"):
+        if config.get(f"{name}_token_id") is not None and getattr(tok, f"{name}_token_id") is not None:
+            config[f"{name}_token_id"] = getattr(tok, f"{name}_token_id")
+    path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+
 def build_model(hf_home: Path, repo_id: str, weights: bool = True) -> Path:
     """Write the stand-in of `repo_id` (config, tokenizer and, with `weights`, random weights) into the cache."""
     if repo_id in REAL:
@@ -325,6 +341,7 @@ def build_model(hf_home: Path, repo_id: str, weights: bool = True) -> Path:
         config = {**PUBLISHED[repo_id]["config"], MARKER_KEY: MARKER}
         (folder / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
         write_tokenizer(repo_id, folder)
+        _match_token_ids(folder)
         if weights:
             write_weights(repo_id, folder)
         return _publish(hf_home, repo_id, folder)
