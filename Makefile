@@ -36,7 +36,7 @@ verify-hosted: setup  ## run the Colab/Kaggle first cell in venvs seeded with ea
 	@$(PY) scripts/verify_hosted.py $(PLATFORM)
 
 # The cpu and gpu profiles offline: a cached Hub (prefetch) or the Hub stand-in (verify). PROFILE=cpu|gpu, NB=05.
-.PHONY: prefetch standin verify
+.PHONY: prefetch standin verify gpu-check
 HUB_PROFILE = $(if $(filter gpu,$(PROFILE)),gpu,cpu)
 
 prefetch: setup  ## download what PROFILE (cpu|gpu) needs into the Hugging Face caches, for later offline runs; NB=05: one notebook
@@ -49,3 +49,6 @@ standin: setup  ## build the Hub stand-in of PROFILE (cpu|gpu) in .cache/standin
 verify: setup  ## run PROFILE (cpu|gpu) offline against the stand-in with cut-down steps, record costs; NB=05: one notebook
 	@echo "[verify] $(HUB_PROFILE) profile against the Hub stand-in (random weights: code path and cost, not quality)"
 	@$(PY) -m utils.verify --profile $(HUB_PROFILE) $(NB)
+
+gpu-check:  ## on a CUDA machine without internet: gpu profile of NB (default all) as a T4 against the stand-in; wheels from .whl/
+	@bash scripts/gpu_check.sh $(NB)

@@ -68,3 +68,24 @@ def test_projection_scales_training_and_generation_to_the_profile():
     # cpu: sample_sizes [16, 32, 64] (7x the examples), eval_questions 50 (5x the answers)
     assert verify.projected_s(row) == 100.0 + 10.0 * 6 + 20.0 * 4
     assert verify.projected_s({**row, "error": "boom"}) is None
+
+
+def test_t4_emulation_makes_the_course_pick_fp16_within_15_gib(monkeypatch, tmp_path):
+    """On a CUDA machine with bf16 and 141 GiB (an H200), the emulation leaves fp16 autocast and a 15 GiB cap."""
+    import types
+
+    import torch
+
+    from utils import training
+
+    capped = {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(total_memory=141 * 2**30))
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, d=None: capped.update(f=f, d=d))
+    assert training.precision().dtype == torch.bfloat16  # an H200 as it is
+    assert "15 GiB of the GPU's 141 GiB" in probe.emulate_t4()
+    assert training.precision().dtype == torch.float16 and training.precision().args == {"fp16": True, "bf16": False}
+    assert capped == {"f": 15 / 141, "d": 0}
+    startup = probe.startup_file(tmp_path, t4=True).read_text()
+    assert "probe.emulate_t4()" in startup and startup.index("emulate_t4") < startup.index("probe.install()")

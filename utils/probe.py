@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import os
 import resource
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 LOG_VAR = "COURSE_PROBE_LOG"
+T4_MEMORY = 15 * 2**30  # what a T4 offers (its 16 GB less CUDA's own share)
 
 
 def record(event: str, **fields: Any) -> None:
@@ -20,8 +22,25 @@ def record(event: str, **fields: Any) -> None:
     path = os.environ.get(LOG_VAR)
     if path:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        fields["peak_rss_mb"] = round(peak_mb, 1)
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+            fields["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         with open(path, "a", encoding="utf-8") as log:
-            log.write(json.dumps({"event": event, **fields, "peak_rss_mb": round(peak_mb, 1)}) + "\n")
+            log.write(json.dumps({"event": event, **fields}) + "\n")
+
+
+def emulate_t4() -> str:
+    """Make a bigger GPU behave like a T4 for the course's code: no native bf16 (so training.precision() picks fp16)
+    and at most 15 GiB of GPU memory for this process. Call before any CUDA work; returns what it did."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "no CUDA device: nothing to emulate"
+    torch.cuda.is_bf16_supported = lambda including_emulation=True: False
+    total = torch.cuda.get_device_properties(0).total_memory
+    torch.cuda.set_per_process_memory_fraction(min(1.0, T4_MEMORY / total), 0)
+    return f"T4 emulation: fp16 (no bf16), {T4_MEMORY / 2**30:.0f} GiB of the GPU's {total / 2**30:.0f} GiB"
 
 
 def install() -> None:
@@ -63,12 +82,14 @@ def install() -> None:
     transformers.trainer.DEFAULT_CALLBACKS.append(StepTimer)
 
 
-def startup_file(ipython_dir: Path) -> Path:
-    """An IPython profile whose startup installs the probes (the kernel reads $IPYTHONDIR at start)."""
+def startup_file(ipython_dir: Path, t4: bool = False) -> Path:
+    """An IPython profile whose startup installs the probes, and with `t4` the T4 emulation (the kernel reads
+    $IPYTHONDIR at start)."""
     folder = ipython_dir / "profile_default" / "startup"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "00-course-probe.py"
-    path.write_text("from utils import probe\nprobe.install()\n", encoding="utf-8")
+    emulate = "probe.record('emulation', what=probe.emulate_t4())\n" if t4 else ""
+    path.write_text(f"from utils import probe\n{emulate}probe.install()\n", encoding="utf-8")
     return path
 
 
@@ -88,4 +109,6 @@ def summary(log: Path) -> dict[str, Any]:
             "load_s_max": max((e["seconds"] for e in loads), default=None),
             "generated_tokens": sum(e["tokens"] for e in gens), "generate_s": round(gen_s, 1),
             "gen_tok_s": round(sum(e["tokens"] for e in gens) / gen_s, 1) if gen_s else None,
-            "peak_rss_mb_probe": max((e["peak_rss_mb"] for e in events), default=None)}
+            "peak_rss_mb_probe": max((e["peak_rss_mb"] for e in events), default=None),
+            "peak_gpu_mb": max((e.get("peak_gpu_mb", 0) for e in events), default=0) or None,
+            "emulation": next((e["what"] for e in events if e["event"] == "emulation"), None)}

@@ -48,9 +48,11 @@ print(json.dumps({"seconds": seconds, "peak_rss_mb": round(peak, 1), "error": er
 """
 
 
-def verify_one(nb: Path, profile: str, out_dir: Path, hf_home: Path, timeout: int = 3600) -> dict[str, Any]:
+def verify_one(nb: Path, profile: str, out_dir: Path, hf_home: Path, timeout: int = 3600,
+               t4: bool = False) -> dict[str, Any]:
     """Run one notebook against the stand-in in a child process (its kernel's peak RSS is the child's children's)
-    with the cost probes installed; returns the measurements and the error ('' when it passed)."""
+    with the cost probes installed, and with `t4` on one GPU made to act as a T4; returns the measurements and the
+    error ('' when it passed)."""
     from . import probe
     from .standin import standin_env
 
@@ -58,9 +60,9 @@ def verify_one(nb: Path, profile: str, out_dir: Path, hf_home: Path, timeout: in
     log = out_dir / f"{nb.stem}.probe.jsonl"
     log.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory() as ipython_dir:
-        probe.startup_file(Path(ipython_dir))
+        probe.startup_file(Path(ipython_dir), t4=t4)
         env = {**os.environ, **standin_env(hf_home), "IPYTHONDIR": ipython_dir, probe.LOG_VAR: str(log),
-               "PYTHONPATH": str(ROOT)}
+               "PYTHONPATH": str(ROOT), **({"CUDA_VISIBLE_DEVICES": "0"} if t4 else {})}
         params = json.dumps(CUT_DOWN.get(nb.stem, {}))
         start = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(nb), profile, str(out_dir), params], cwd=ROOT,
@@ -105,20 +107,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("select", nargs="*", help="notebook numbers or names (default: all)")
     parser.add_argument("--profile", default="cpu", choices=["cpu", "gpu"])
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per notebook (default 3600)")
+    parser.add_argument("--t4", action="store_true", help="on a bigger GPU, act as a T4: one GPU, fp16 (no bf16), "
+                        "15 GiB of memory (probe.emulate_t4)")
     args = parser.parse_args(argv)
     paths = [manifest.notebook_path(s) for s in args.select] if args.select else manifest.notebooks()
     hf_home = standin.build(args.profile, [p.stem for p in paths])
-    out_dir = runs_dir() / f"verify-{args.profile}"
+    out_dir = runs_dir() / f"verify-{args.profile}{'-t4' if args.t4 else ''}"
     rows = []
     for nb in paths:
         print(f"[verify] {nb.stem} in {args.profile} against the stand-in, parameters {CUT_DOWN.get(nb.stem, {})}",
               flush=True)
-        rows.append(verify_one(nb, args.profile, out_dir, hf_home, args.timeout))
+        rows.append(verify_one(nb, args.profile, out_dir, hf_home, args.timeout, args.t4))
         row = rows[-1]
         status = "FAILED: " + row["error"].strip().splitlines()[-1][:200] if row["error"] else "passed"
         print(f"[verify] {nb.stem}: {status} in {row['wall_s']} s; steps {row['train_steps']} × "
               f"{row['step_s_mean']} s, loads {row['load_s']} s, {row['gen_tok_s']} generated tok/s, "
-              f"peak RSS {row['peak_rss_mb']} MB; projected full {args.profile} run {row['projected_s']} s", flush=True)
+              f"peak RSS {row['peak_rss_mb']} MB, peak GPU {row['peak_gpu_mb']} MB; projected full {args.profile} "
+              f"run {row['projected_s']} s", flush=True)
     (out_dir / "summary.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
     print(f"[verify] measurements: {out_dir}/summary.json")
     return 1 if any(r["error"] for r in rows) else 0
