@@ -22,7 +22,7 @@ def test_cpu_manifest_per_notebook():
     assert Item("tokenizer", "gpt2", setting="gpt2_tokenizer") in m["02_bpe_from_scratch"]
     assert Item("dataset", "Salesforce/wikitext", "wikitext-2-raw-v1", None, ("train", "validation"), "data") \
         in m["03_full_finetune_gpt2"]
-    assert {i.id for i in m["05_llama2_squad"]} == {"HuggingFaceTB/SmolLM2-360M-Instruct", "rajpurkar/squad",
+    assert {i.id for i in m["05_llama2_squad"]} == {"HuggingFaceTB/SmolLM2-135M-Instruct", "rajpurkar/squad",
                                                     "roberta-large"}
     hh = [i for i in m["06_dpo"] if i.kind == "dataset"]
     assert [(i.data_dir, i.splits) for i in hh] == [("harmless-base", ("train", "test")),

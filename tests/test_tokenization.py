@@ -23,7 +23,7 @@ def test_non_str_input_is_a_type_error_naming_the_type(bad):
 
 
 def test_bytes_input_says_how_to_fix_it():
-    with pytest.raises(TypeError, match=r"decode bytes first: data.decode\('utf-8'\)"):
+    with pytest.raises(TypeError, match=r"decode it first: data.decode\('utf-8'\)"):
         tk.characters().encode("café".encode())
 
 

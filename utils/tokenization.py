@@ -16,20 +16,11 @@ from typing import Any
 
 from . import report
 from .assets import verified
+from .bpe import GPT2_SPLIT_PATTERN, check_text
 
 FAMILIES = ("whitespace", "regex", "word", "sentence", "character", "byte", "subword")
-# GPT-2's pre-tokenization pattern: contractions, letters, digits, other symbols, each with its leading space.
-GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 # This lesson needs only tokens and sentences: the pipeline components that compute anything else are not loaded.
 SPACY_DROP = ["tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "ner"]
-
-
-def check_text(text: Any, what: str = "text") -> str:
-    """`text` itself if it is a str; a TypeError naming the type (and how to fix bytes) otherwise."""
-    if isinstance(text, str):
-        return text
-    fix = " — decode bytes first: data.decode('utf-8')" if isinstance(text, (bytes, bytearray)) else ""
-    raise TypeError(f"{what} must be a str, got {type(text).__name__}{fix}")
 
 
 def check_nonblank(text: Any, what: str = "text") -> str:
@@ -112,7 +103,7 @@ def gpt2_regex() -> Wrapped:
     """GPT-2's pre-tokenization regex (the first stage of byte-level BPE): it keeps every character."""
     import regex
 
-    pattern = regex.compile(GPT2_PATTERN)
+    pattern = regex.compile(GPT2_SPLIT_PATTERN)
     return Wrapped("GPT-2 regex", "regex", "regex", pattern.findall, "".join, "''.join",
                    spans_fn=lambda t: [m.span() for m in pattern.finditer(t)])
 

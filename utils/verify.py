@@ -23,10 +23,10 @@ from .env import ROOT, runs_dir
 CUT_DOWN: dict[str, dict[str, Any]] = {
     "01_tokenization": {},
     "02_bpe_from_scratch": {},
-    "03_full_finetune_gpt2": {"MAX_STEPS": 40},
-    "04_lora_qlora": {"MAX_STEPS": 10},
-    "05_llama2_squad": {"SAMPLE_SIZES": [16], "EVAL_QUESTIONS": 10},
-    "06_dpo": {"STEPS": 8},
+    "03_full_finetune_gpt2": {"MAX_STEPS": 20},
+    "04_lora_qlora": {"MAX_STEPS": 6},
+    "05_llama2_squad": {"SAMPLE_SIZES": [8], "EVAL_QUESTIONS": 10},
+    "06_dpo": {"STEPS": 4},
     "07_gguf_inference": {"MAX_NEW_TOKENS": 16},
 }
 # How a cut-down parameter scales a cost back to the profile's own setting: (setting key, what it scales).
