@@ -9,7 +9,7 @@ setup:  ## create .venv: torch first (kept if present), then requirements.txt an
 
 course: setup  ## run every notebook headless (default profile auto), executed copies in runs/, then a summary
 	@echo "[course] executing all notebooks with PROFILE=$(PROFILE); executed copies go to runs/"
-	@$(PY) -m utils.runner --profile $(PROFILE)
+	@$(PY) -m tools.runner --profile $(PROFILE)
 
 test: setup  ## lint, unit tests, and every notebook executed in the smoke profile with its results checked
 	@echo "[test] ruff + pytest (notebooks run in the smoke profile, offline)"
@@ -21,16 +21,16 @@ lab: setup  ## open JupyterLab with the course kernel, from the repository root
 
 student: setup  ## student copies of every notebook in student/ (git-ignored): solutions stubbed, checks kept, no outputs
 	@echo "[student] writing student copies of the notebooks to student/"
-	@$(PY) -m utils.instructor student --out student
+	@$(PY) -m tools.instructor student --out student
 
 grade: setup  ## grade completed notebooks: make grade DIR=submissions [CSV=grades.csv]; runs each in smoke, writes a CSV
 	@test -n "$(DIR)" || { echo "usage: make grade DIR=<folder> (one subfolder per student, or <student>__<notebook>.ipynb files)"; exit 2; }
 	@echo "[grade] executing every notebook in $(DIR) in the smoke profile; executed copies in runs/grading/"
-	@$(PY) -m utils.instructor grade "$(DIR)" $(if $(CSV),--csv "$(CSV)")
+	@$(PY) -m tools.instructor grade "$(DIR)" $(if $(CSV),--csv "$(CSV)")
 
 publish: setup  ## point badges, links and the setup cell at your GitHub copy: make publish REPO=owner/name
 	@test -n "$(REPO)" || { echo "usage: make publish REPO=<owner>/<name> (the GitHub repository that will host the course)"; exit 2; }
-	@$(PY) -m utils.notebooks publish "$(REPO)"
+	@$(PY) -m tools.notebooks publish "$(REPO)"
 
 verify-hosted: setup  ## run the Colab/Kaggle first cell in venvs seeded with each platform's packages (needs PyPI; minutes)
 	@$(PY) scripts/verify_hosted.py $(PLATFORM)
@@ -48,7 +48,7 @@ standin: setup  ## build the Hub stand-in of PROFILE (cpu|gpu) in .cache/standin
 
 verify: setup  ## run PROFILE (cpu|gpu) offline against the stand-in with cut-down steps, record costs; NB=05: one notebook
 	@echo "[verify] $(HUB_PROFILE) profile against the Hub stand-in (random weights: code path and cost, not quality)"
-	@$(PY) -m utils.verify --profile $(HUB_PROFILE) $(NB)
+	@$(PY) -m tools.verify --profile $(HUB_PROFILE) $(NB)
 
 gpu-check:  ## on a CUDA machine without internet: gpu profile of NB (default all) as a T4 against the stand-in; wheels from .whl/
 	@bash scripts/gpu_check.sh $(NB)

@@ -39,4 +39,4 @@ print("[gpu-check] torch", torch.__version__, "CUDA", torch.cuda.is_available(),
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else "(no GPU: the gpu profile will refuse to run)")
 PY
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1
-exec "$PY" -m utils.verify --profile gpu --t4 --timeout 540 "$@"
+exec "$PY" -m tools.verify --profile gpu --t4 --timeout 540 "$@"

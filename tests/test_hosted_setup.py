@@ -10,8 +10,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
+from tools.notebooks import SETUP_CELL
 from utils.env import ROOT
-from utils.notebooks import SETUP_CELL
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import hosted_setup  # noqa: E402
@@ -97,10 +97,10 @@ def test_publish_points_badges_links_and_the_setup_cell_at_a_fork(tmp_path):
 
     import nbformat
 
-    from utils import notebooks
+    from tools import notebooks
 
-    (tmp_path / "utils").mkdir()
-    shutil.copy(ROOT / "utils" / "notebooks.py", tmp_path / "utils" / "notebooks.py")
+    (tmp_path / "tools").mkdir()
+    shutil.copy(ROOT / "tools" / "notebooks.py", tmp_path / "tools" / "notebooks.py")
     for path in [*ROOT.glob("*.md"), *ROOT.glob("[0-9][0-9]_*.ipynb")]:
         shutil.copy(path, tmp_path / path.name)
     changed = notebooks.publish("my-school/llm-course", root=tmp_path)
@@ -112,7 +112,7 @@ def test_publish_points_badges_links_and_the_setup_cell_at_a_fork(tmp_path):
         assert nb.cells[1].source == SETUP_CELL.strip().replace(notebooks.REPO, "my-school/llm-course")
         badge = f"https://colab.research.google.com/github/my-school/llm-course/blob/main/{path.name}"
         assert badge in nb.cells[0].source
-    assert 'REPO = "my-school/llm-course"' in (tmp_path / "utils" / "notebooks.py").read_text()
+    assert 'REPO = "my-school/llm-course"' in (tmp_path / "tools" / "notebooks.py").read_text()
     for bad in ("", "https://github.com/a/b", "a b/c"):
         with pytest.raises(ValueError, match="is not a GitHub 'owner/name'"):
             notebooks.publish(bad, root=tmp_path)

@@ -8,7 +8,8 @@ import time
 import nbformat
 import pytest
 
-from utils import checks, instructor, notebooks
+from tools import instructor, notebooks
+from utils import checks
 from utils.env import ROOT
 
 SYNTHETIC = "99_synthetic"

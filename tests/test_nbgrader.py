@@ -1,4 +1,4 @@
-"""The README's nbgrader route, run with nbgrader itself: `python -m utils.instructor nbgrader` writes the source
+"""The README's nbgrader route, run with nbgrader itself: `python -m tools.instructor nbgrader` writes the source
 folder, `nbgrader generate_assignment` releases every course notebook with one graded test cell per exercise, the
 released copies run to the end with every check 'not done yet', and `nbgrader autograde` scores a solved and an
 untouched submission."""
@@ -12,7 +12,8 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from utils import checks, instructor, notebooks
+from tools import instructor, notebooks
+from utils import checks
 from utils.env import ROOT
 
 ASSIGNMENT = "course"

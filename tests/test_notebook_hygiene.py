@@ -5,7 +5,7 @@ import sys
 import nbformat
 import pytest
 
-from utils import notebooks
+from tools import notebooks
 from utils.env import ROOT
 
 EXPECTED = ["01_tokenization", "02_bpe_from_scratch", "03_full_finetune_gpt2", "04_lora_qlora", "05_llama2_squad",

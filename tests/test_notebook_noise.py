@@ -1,17 +1,17 @@
 """No alarming noise in the executed smoke notebooks: library messages a learner cannot act on are silenced at their
-source (utils/__init__.py, utils/runner.py, lora.trainable_4bit) or never produced."""
+source (utils/__init__.py, tools/runner.py, lora.trainable_4bit) or never produced."""
 import json
 from pathlib import Path
 
 import pytest
 
-from utils.notebooks import course_notebooks
+from tools.notebooks import course_notebooks
 
 NOISE = {
     "pip install kernels": "bitsandbytes' optional Hub kernel (silenced in utils/__init__.py)",
     "silently incorrect behavior": "4-bit weights repacked for inference before training (lora.trainable_4bit)",
     "Paged optimizers are not supported on CPU": "repeated paged-optimizer warning (silenced in utils/__init__.py)",
-    "Kernel is running over TCP without encryption": "kernels run on IPC sockets (utils.runner)",
+    "Kernel is running over TCP without encryption": "kernels run on IPC sockets (tools.runner)",
     "Unable to parse line": "a parameters line papermill cannot read",
     "VBox(children=": "a widget saved without a text fallback",
 }

@@ -5,7 +5,7 @@ import nbformat
 import papermill
 import pytest
 
-from utils.notebooks import course_notebooks
+from tools.notebooks import course_notebooks
 
 
 @pytest.mark.parametrize("path", course_notebooks(), ids=lambda p: p.stem)

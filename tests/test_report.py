@@ -24,5 +24,5 @@ def test_progress_bars_are_off_in_headless_runs_and_when_not_asked_for(monkeypat
 
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
     assert not progress(range(3)).disable and progress(range(3), show=False).disable
-    monkeypatch.setenv("TQDM_DISABLE", "1")  # what utils.runner sets for the kernels it starts
+    monkeypatch.setenv("TQDM_DISABLE", "1")  # what tools.runner sets for the kernels it starts
     assert progress(range(3)).disable and list(progress(range(3))) == [0, 1, 2]

@@ -1,4 +1,4 @@
-from utils import runner
+from tools import runner
 
 
 def test_summary_lists_headlines_and_failures():

@@ -3,7 +3,8 @@ and prints the costs). CI runs the notebooks in IN_CI (about 3 minutes together 
 minutes each there and are opt-in: pytest -m standin."""
 import pytest
 
-from utils import manifest, report, standin, verify
+from tools import verify
+from utils import manifest, report, standin
 
 IN_CI = {"01_tokenization", "02_bpe_from_scratch"}
 TRAINS = {"03_full_finetune_gpt2", "04_lora_qlora", "05_llama2_squad", "06_dpo"}

@@ -2,7 +2,8 @@
 import ast
 import json
 
-from utils import manifest, probe, verify
+from tools import probe, verify
+from utils import manifest
 
 
 def _parameters(nb: str) -> set[str]:
@@ -35,7 +36,7 @@ def test_probe_summary(tmp_path, monkeypatch):
 PROBED = """
 import sys, torch
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
-from utils import probe
+from tools import probe
 probe.install()
 GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64, n_positions=32)).save_pretrained(sys.argv[1])
 model = GPT2LMHeadModel.from_pretrained(sys.argv[1])
@@ -64,9 +65,9 @@ def test_probes_time_loads_steps_and_generation(tmp_path):
 
 def test_projection_scales_training_and_generation_to_the_profile():
     row = {"notebook": "05_llama2_squad", "profile": "cpu", "error": "", "seconds": 100.0, "train_s": 10.0,
-           "generate_s": 20.0, "parameters": {"SAMPLE_SIZES": [16], "EVAL_QUESTIONS": 10}}
-    # cpu: sample_sizes [16, 32, 64] (7x the examples), eval_questions 50 (5x the answers)
-    assert verify.projected_s(row) == 100.0 + 10.0 * 6 + 20.0 * 4
+           "generate_s": 20.0, "parameters": {"SAMPLE_SIZES": [8], "EVAL_QUESTIONS": 10}}
+    # cpu: sample_sizes [8, 16, 32] (7x the examples), eval_questions 30 (3x the answers)
+    assert verify.projected_s(row) == 100.0 + 10.0 * 6 + 20.0 * 2
     assert verify.projected_s({**row, "error": "boom"}) is None
 
 

@@ -1,4 +1,21 @@
-"""Shared helpers for the LLM course notebooks: profiles, data, smoke assets, models and reporting."""
+"""The course's package: the code each lesson teaches, and what every notebook shares. Module -> notebook:
+
+    tokenization              01  tokenizer families side by side, measured
+    bpe, bpe_fast             02  byte-pair encoding by hand, then fast
+    lm                        03  language-model data, perplexity, generation
+    lora, formats             04  LoRA / QLoRA, instruction and chat formats
+    squad                     05  SQuAD prompts, answers and the metric by hand
+    dpo                       06  preference pairs and the DPO loss
+    gguf_export, inference,   07  GGUF export and quantization, llama.cpp inference and its benchmark,
+    rag                           retrieval
+    env, data, models,        all profiles and the first table, shipped data, model loading, the course's training
+    training, report, checks,     rules, tables and results, self-checking exercises, free disk space, smoke assets
+    exercises, disk, assets
+    manifest, cache, standin, --  what each profile needs from the Hub, whether it is cached, and the Hub stand-in
+    standin_data
+
+Tooling that no notebook imports (headless runs, notebook checks, grading, stand-in runs) is in `tools/`.
+"""
 import logging
 import warnings
 

@@ -6,7 +6,7 @@ The exercise format of the course (the nbgrader marker convention):
   copy replaces that region by `raise NotImplementedError(...)` inside a function, or by `pass` at top level (so
   the cell must set the answer's name, e.g. `answer = None`, before the markers);
 - a code cell tagged `check` that calls `check(...)` below.
-`python -m utils.instructor` makes the student copies and grades completed ones.
+`python -m tools.instructor` makes the student copies and grades completed ones.
 """
 from __future__ import annotations
 

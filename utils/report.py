@@ -13,7 +13,7 @@ from .env import RunContext
 
 def progress(iterable: Any = None, show: bool = True, **kwargs: Any):
     """tqdm.auto's progress bar, off when `show` is False and in the course's headless runs (TQDM_DISABLE, set by
-    utils.runner): a bar widget does not survive in a saved notebook, where it shows frozen at 0 %."""
+    tools.runner): a bar widget does not survive in a saved notebook, where it shows frozen at 0 %."""
     from tqdm.auto import tqdm
 
     headless = os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")

@@ -1,7 +1,7 @@
 """Cost probes for a notebook run, installed in its kernel without changing the notebook: model load time, time per
 training step, generated tokens per second. Each measurement is one JSON line in $COURSE_PROBE_LOG.
 
-`python -m utils.verify` installs them through an IPython startup file (`startup_file()`).
+`python -m tools.verify` installs them through an IPython startup file (`startup_file()`).
 """
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def startup_file(ipython_dir: Path, t4: bool = False) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "00-course-probe.py"
     emulate = "probe.record('emulation', what=probe.emulate_t4())\n" if t4 else ""
-    path.write_text(f"from utils import probe\n{emulate}probe.install()\n", encoding="utf-8")
+    path.write_text(f"from tools import probe\n{emulate}probe.install()\n", encoding="utf-8")
     return path
 
 

@@ -1,6 +1,6 @@
 """Execute the course notebooks headless with papermill and print a one-screen summary of their results.
 
-Usage: python -m utils.runner [--profile smoke] [01 03 ...]   (numbers or file names; default: all)
+Usage: python -m tools.runner [--profile smoke] [01 03 ...]   (numbers or file names; default: all)
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
 
-from .env import ROOT, runs_dir
-from .report import load_results
+from utils.env import ROOT, runs_dir
+from utils.report import load_results
 
 
 def notebooks(select: list[str] | None = None) -> list[Path]:

@@ -1,9 +1,9 @@
 """Instructor tools: student copies of the notebooks (solutions stubbed out) and grading of completed ones.
 
-Usage: python -m utils.instructor student [--out student] [01 03 ...]   (student copies; default: all notebooks)
-       python -m utils.instructor grade DIR [--csv DIR/grades.csv] [--out runs/grading]
-       python -m utils.instructor nbgrader [--out nbgrader] [--assignment course] [01 03 ...]  (nbgrader's source)
-       python -m utils.instructor check                                  (exercise format of every notebook)
+Usage: python -m tools.instructor student [--out student] [01 03 ...]   (student copies; default: all notebooks)
+       python -m tools.instructor grade DIR [--csv DIR/grades.csv] [--out runs/grading]
+       python -m tools.instructor nbgrader [--out nbgrader] [--assignment course] [01 03 ...]  (nbgrader's source)
+       python -m tools.instructor check                                  (exercise format of every notebook)
 A folder to grade holds one subfolder per student with their notebooks (alice/03_full_finetune_gpt2.ipynb), or
 files named <student>__<notebook>.ipynb; each notebook runs in the smoke profile and every check lands in the CSV.
 """
@@ -21,11 +21,11 @@ from pathlib import Path
 
 import nbformat
 
-from . import report
-from .checks import CHECKS_FILE_VAR
-from .env import ROOT, runs_dir
-from .notebooks import badges, course_notebooks
-from .runner import run_notebook
+from tools.notebooks import badges, course_notebooks
+from tools.runner import run_notebook
+from utils import report
+from utils.checks import CHECKS_FILE_VAR
+from utils.env import ROOT, runs_dir
 
 SOLUTION_TAG, CHECK_TAG = "solution", "check"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -196,13 +196,13 @@ def write_student_copies(out_dir: Path, notebooks: list[Path] | None = None) -> 
 NBGRADER_STUB = ("# YOUR CODE HERE\n"
                  "if locals() is not globals():  # inside a function: replace these two lines with your code\n"
                  "    raise NotImplementedError()")
-NBGRADER_CONFIG = f"""# nbgrader settings for the course notebooks, written by `python -m utils.instructor nbgrader`.
+NBGRADER_CONFIG = f"""# nbgrader settings for the course notebooks, written by `python -m tools.instructor nbgrader`.
 c = get_config()  # noqa: F821
 c.ClearSolutions.code_stub = {{"python": {NBGRADER_STUB!r}}}
 c.Execute.timeout = 600  # seconds a cell may run: training cells take longer than nbgrader's default 30
 """
 NBGRADER_SHIM = '''"""The course's utils package, for notebooks that nbgrader runs in this folder. Written by
-`python -m utils.instructor nbgrader`; students work in the course's root folder, where the package itself is."""
+`python -m tools.instructor nbgrader`; students work in the course's root folder, where the package itself is."""
 __path__ = [{utils!r}]
 '''
 

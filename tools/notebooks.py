@@ -1,8 +1,8 @@
 """One source for the cells every notebook shares (Colab/Kaggle setup, badges) and the notebook hygiene rules.
 
-Usage: python -m utils.notebooks sync    (rewrite the shared cells, strip outputs and metadata)
-       python -m utils.notebooks check   (list problems; exit 1 if any)
-       python -m utils.notebooks publish OWNER/NAME   (point badges, links and the setup cell at a fork)
+Usage: python -m tools.notebooks sync    (rewrite the shared cells, strip outputs and metadata)
+       python -m tools.notebooks check   (list problems; exit 1 if any)
+       python -m tools.notebooks publish OWNER/NAME   (point badges, links and the setup cell at a fork)
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nbformat
 
-from .env import ROOT
+from utils.env import ROOT
 
 REPO = "llm-course/llm-finetuning-course"  # GitHub owner/name: the one place the repository address is written
 BRANCH = "main"
@@ -73,7 +73,7 @@ def problems(nb: nbformat.NotebookNode, name: str) -> list[str]:
         found.append(f"{name}: the first cell must be markdown with the current badges")
     code = [c for c in nb.cells if c.cell_type == "code"]
     if not code or code[0].source != SETUP_CELL.strip():
-        found.append(f"{name}: the first code cell is not the current setup cell (run python -m utils.notebooks sync)")
+        found.append(f"{name}: the first code cell is not the current setup cell (run python -m tools.notebooks sync)")
     if sum("parameters" in c.metadata.get("tags", []) for c in code) != 1:
         found.append(f"{name}: needs exactly one code cell tagged 'parameters'")
     for i, cell in enumerate(nb.cells):
@@ -120,9 +120,9 @@ def publish(repo: str, root: Path = ROOT) -> list[Path]:
     The address is written in REPO above and, generated from it, in the notebooks and the Markdown files."""
     if not re.fullmatch(r"[A-Za-z0-9-]+/[A-Za-z0-9._-]+", repo or ""):
         raise ValueError(f"REPO={repo!r} is not a GitHub 'owner/name' (e.g. REPO=my-school/llm-course)")
-    old = re.search(r'^REPO = "([^"]+)"', (root / "utils" / "notebooks.py").read_text(), re.M).group(1)
+    old = re.search(r'^REPO = "([^"]+)"', (root / "tools" / "notebooks.py").read_text(), re.M).group(1)
     changed = []
-    for path in [root / "utils" / "notebooks.py", *sorted(root.glob("*.md")), *sorted(root.glob("*.ipynb"))]:
+    for path in [root / "tools" / "notebooks.py", *sorted(root.glob("*.md")), *sorted(root.glob("*.ipynb"))]:
         text = path.read_text(encoding="utf-8")
         if old in text and old != repo:
             path.write_text(text.replace(old, repo), encoding="utf-8")

@@ -1,7 +1,7 @@
 """Run notebooks in the cpu (or gpu) profile against the Hub stand-in, offline, with cut-down step counts and
 evaluation sizes, and record what they cost: per-step training time, load time, generated tokens/s, peak RSS.
 
-Usage: python -m utils.verify --profile cpu [05 ...]   (builds the stand-in if missing; exit 1 if a notebook fails)
+Usage: python -m tools.verify --profile cpu [05 ...]   (builds the stand-in if missing; exit 1 if a notebook fails)
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .env import ROOT, runs_dir
+from utils.env import ROOT, runs_dir
 
 # Parameters that cut a notebook's steps and evaluation sizes for a verification run (sizes of models and
 # sequences stay those of the profile).
@@ -36,7 +36,7 @@ SCALES = {"MAX_STEPS": ("max_steps", "train_s"), "STEPS": ("steps", "train_s"),
 _CHILD = """
 import json, resource, sys
 from pathlib import Path
-from utils.runner import run_notebook
+from tools.runner import run_notebook
 path, profile, out, params = sys.argv[1], sys.argv[2], Path(sys.argv[3]), json.loads(sys.argv[4])
 try:
     _, seconds = run_notebook(Path(path), profile, out, params)
@@ -53,8 +53,8 @@ def verify_one(nb: Path, profile: str, out_dir: Path, hf_home: Path, timeout: in
     """Run one notebook against the stand-in in a child process (its kernel's peak RSS is the child's children's)
     with the cost probes installed, and with `t4` on one GPU made to act as a T4; returns the measurements and the
     error ('' when it passed)."""
-    from . import probe
-    from .standin import standin_env
+    from tools import probe
+    from utils.standin import standin_env
 
     out_dir.mkdir(parents=True, exist_ok=True)
     log = out_dir / f"{nb.stem}.probe.jsonl"
@@ -87,7 +87,7 @@ def verify_one(nb: Path, profile: str, out_dir: Path, hf_home: Path, timeout: in
 def projected_s(row: dict[str, Any]) -> float | None:
     """The profile's full run time from a cut-down one: measured training and generation seconds scaled by the
     profile's steps (sample sizes, questions, tokens) over the run's, plus everything else as measured."""
-    from .manifest import settings
+    from utils.manifest import settings
 
     if row["error"] or row["seconds"] is None:
         return None
@@ -101,7 +101,7 @@ def projected_s(row: dict[str, Any]) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from . import manifest, standin
+    from utils import manifest, standin
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("select", nargs="*", help="notebook numbers or names (default: all)")
