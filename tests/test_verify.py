@@ -90,3 +90,10 @@ def test_t4_emulation_makes_the_course_pick_fp16_within_15_gib(monkeypatch, tmp_
     assert capped == {"f": 15 / 141, "d": 0}
     startup = probe.startup_file(tmp_path, t4=True).read_text()
     assert "probe.emulate_t4()" in startup and startup.index("emulate_t4") < startup.index("probe.install()")
+
+
+def test_quiet_estimate_removes_the_wait_for_other_jobs():
+    row = {"projected_s": 1000.0, "cpu_s": 600.0, "cores": 2, "seconds": 600.0}
+    assert verify.quiet_s(row) == 500.0  # the kernel had half the cores' time: the rest was waiting
+    assert verify.quiet_s({**row, "cpu_s": 1500.0}) == 1000.0  # never more than the measured projection
+    assert verify.quiet_s({**row, "projected_s": None}) is None

@@ -72,10 +72,11 @@ def install() -> None:
         """Seconds per optimizer step (all its gradient-accumulation micro-batches)."""
 
         def on_step_begin(self, args, state, control, **kwargs):
-            self.start = time.perf_counter()
+            self.start, self.cpu = time.perf_counter(), time.process_time()
 
         def on_step_end(self, args, state, control, **kwargs):
-            record("step", step=state.global_step, seconds=round(time.perf_counter() - self.start, 4))
+            record("step", step=state.global_step, seconds=round(time.perf_counter() - self.start, 4),
+                   cpu_s=round(time.process_time() - self.cpu, 4))
 
     PreTrainedModel.from_pretrained = classmethod(from_pretrained)
     GenerationMixin.generate = timed_generate
@@ -99,12 +100,14 @@ def summary(log: Path) -> dict[str, Any]:
 
     events = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()] if log.exists() else []
     steps = [e["seconds"] for e in events if e["event"] == "step"]
+    cpus = [e["cpu_s"] for e in events if e["event"] == "step" and "cpu_s" in e]
     loads = [e for e in events if e["event"] == "load"]
     gens = [e for e in events if e["event"] == "generate"]
     gen_s = sum(e["seconds"] for e in gens)
     return {"train_steps": len(steps), "step_s_mean": round(statistics.fmean(steps), 3) if steps else None,
             "step_s_median": round(statistics.median(steps), 3) if steps else None,
             "train_s": round(sum(steps), 1),
+            "step_cpu_s_mean": round(statistics.fmean(cpus), 3) if cpus else None,
             "loads": len(loads), "load_s": round(sum(e["seconds"] for e in loads), 1),
             "load_s_max": max((e["seconds"] for e in loads), default=None),
             "generated_tokens": sum(e["tokens"] for e in gens), "generate_s": round(gen_s, 1),

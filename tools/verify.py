@@ -43,8 +43,9 @@ try:
     error = ""
 except Exception as err:  # papermill's error names the cell and the exception
     seconds, error = None, str(err)
-peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-print(json.dumps({"seconds": seconds, "peak_rss_mb": round(peak, 1), "error": error}))
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the kernel's: its peak memory and the CPU time it used
+print(json.dumps({"seconds": seconds, "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+                  "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "error": error}))
 """
 
 
@@ -64,7 +65,7 @@ def verify_one(nb: Path, profile: str, out_dir: Path, hf_home: Path, timeout: in
         env = {**os.environ, **standin_env(hf_home), "IPYTHONDIR": ipython_dir, probe.LOG_VAR: str(log),
                "PYTHONPATH": str(ROOT), **({"CUDA_VISIBLE_DEVICES": "0"} if t4 else {})}
         params = json.dumps(CUT_DOWN.get(nb.stem, {}))
-        start = time.perf_counter()
+        start, load_before = time.perf_counter(), os.getloadavg()[0]
         proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(nb), profile, str(out_dir), params], cwd=ROOT,
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)  # its own process group: a timeout ends the kernel too
@@ -76,10 +77,13 @@ def verify_one(nb: Path, profile: str, out_dir: Path, hf_home: Path, timeout: in
             stdout, stderr = "", f"timed out after {timeout} s (the probe log has the steps done so far)"
     lines = stdout.strip().splitlines()
     child = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {
-        "seconds": None, "peak_rss_mb": None, "error": stderr.strip()[-2000:] or f"exit {proc.returncode}"}
+        "seconds": None, "peak_rss_mb": None, "cpu_s": None,
+        "error": stderr.strip()[-2000:] or f"exit {proc.returncode}"}
     row = {"notebook": nb.stem, "profile": profile, "parameters": CUT_DOWN.get(nb.stem, {}),
-           "wall_s": round(time.perf_counter() - start, 1), **child, **probe.summary(log)}
+           "wall_s": round(time.perf_counter() - start, 1), "cores": os.cpu_count(),
+           "load_avg": [round(load_before, 1), round(os.getloadavg()[0], 1)], **child, **probe.summary(log)}
     row["projected_s"] = projected_s(row)
+    row["projected_quiet_s"] = quiet_s(row)
     (out_dir / f"{nb.stem}.verify.json").write_text(json.dumps(row, indent=1), encoding="utf-8")
     return row
 
@@ -98,6 +102,15 @@ def projected_s(row: dict[str, Any]) -> float | None:
         ratio = (sum(full[key]) / sum(value)) if isinstance(value, list) else full[key] / value
         total += (row[cost] or 0) * (ratio - 1)
     return round(total, 1)
+
+
+def quiet_s(row: dict[str, Any]) -> float | None:
+    """An estimate of the projected run on the same cores with nothing else running: the projection scaled by the
+    kernel's CPU seconds per core over its wall seconds (1 when the run had the cores to itself; other jobs only
+    stretch the wall time). Assumes the kernel keeps every core busy, so it is a lower bound."""
+    if row.get("projected_s") is None or not row.get("cpu_s") or not row.get("seconds"):
+        return None
+    return round(row["projected_s"] * min(1.0, row["cpu_s"] / row["cores"] / row["seconds"]), 1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[verify] {nb.stem}: {status} in {row['wall_s']} s; steps {row['train_steps']} × "
               f"{row['step_s_mean']} s, loads {row['load_s']} s, {row['gen_tok_s']} generated tok/s, "
               f"peak RSS {row['peak_rss_mb']} MB, peak GPU {row['peak_gpu_mb']} MB; projected full {args.profile} "
-              f"run {row['projected_s']} s", flush=True)
+              f"run {row['projected_s']} s (on quiet cores, estimate: {row['projected_quiet_s']} s)", flush=True)
     (out_dir / "summary.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
     print(f"[verify] measurements: {out_dir}/summary.json")
     return 1 if any(r["error"] for r in rows) else 0

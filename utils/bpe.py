@@ -45,7 +45,7 @@ def merge(ids: Sequence[int], pair: tuple[int, int], idx: int) -> list[int]:
     out, i = [], 0
     while i < len(ids):
         if i + 1 < len(ids) and ids[i] == pair[0] and ids[i + 1] == pair[1]:
-            out.append(idx)
+            out.append(idx)  # the pair, replaced; skip both of its ids
             i += 2
         else:
             out.append(ids[i])
@@ -159,6 +159,7 @@ class Tokenizer:
         The simple way: every step recounts all pairs in all chunks, then merges the best pair everywhere.
         """
         vocab_size = self._check_vocab_size(vocab_size)
+        # 1. pre-split the text into chunks, and each chunk into byte ids: merges never cross chunks
         chunks = [[self.byte_ids[b] for b in chunk.encode("utf-8")] for chunk in self.split_text(text)]
         self.merges = {}
         self._rebuild()
@@ -166,11 +167,13 @@ class Tokenizer:
         next_id = max(self.vocab) + 1
         bar = _progress(progress, vocab_size - len(self.vocab), "BPE training (simple)")
         while len(self.vocab) < vocab_size:
+            # 2. count every adjacent pair in every chunk (the simple way: from scratch, each time)
             stats: dict[tuple[int, int], int] = {}
             for ids in chunks:
                 get_stats(ids, stats)
             if not stats:
                 break  # every chunk is a single token: nothing left to merge
+            # 3. the most frequent pair becomes a token, with the next free id
             pair = best_pair(stats)
             token = self.vocab[pair[0]] + self.vocab[pair[1]]
             idx = by_bytes.get(token)
@@ -179,6 +182,7 @@ class Tokenizer:
                 self.vocab[idx] = by_bytes[token] = token
                 bar.update(1)
             self.merges[pair] = idx
+            # 4. replace the pair by the new id everywhere, then count again
             chunks = [merge(ids, pair, idx) for ids in chunks]
         bar.close()
         self._rebuild()

@@ -20,6 +20,17 @@ def progress(iterable: Any = None, show: bool = True, **kwargs: Any):
     return tqdm(iterable, disable=headless or not show, **kwargs)
 
 
+def show_source(*objects: Any):
+    """The source code of course functions or classes, highlighted: the notebook shows the very code that runs,
+    from its one copy in utils/."""
+    import inspect
+    import textwrap
+
+    from IPython.display import Code
+
+    return Code("\n\n".join(textwrap.dedent(inspect.getsource(o)) for o in objects), language="python")
+
+
 def to_jsonable(value: Any) -> Any:
     """Convert NumPy, pandas, torch and Path values to plain JSON types (NaN becomes None)."""
     if isinstance(value, dict):
