@@ -87,6 +87,37 @@ def problems(nb: nbformat.NotebookNode, name: str) -> list[str]:
     return found
 
 
+MAX_CODE_LINES = 30  # a code cell a learner can follow at a glance (the setup cell excepted)
+OPENING = ("## What you will learn", "## Parameters")
+CLOSING = ("## Exercises", "## Results", "## Summary")  # the last three sections, in this order
+
+
+def template_problems(nb: nbformat.NotebookNode, name: str) -> list[str]:
+    """Where a notebook leaves the course template: '# NN · Title', then What you will learn and Parameters,
+    sections '## 1. ...' numbered in order, then Exercises (every exercise), Results and Summary; short code cells."""
+    found = []
+    if not re.match(rf"# {name[:2]} · \S", nb.cells[1 if nb.cells[0].source.startswith("[![") else 0].source):
+        found.append(f"{name}: the title must read '# {name[:2]} · <title>'")
+    heads = [(i, line) for i, c in enumerate(nb.cells) if c.cell_type == "markdown"
+             for line in c.source.splitlines() if re.match(r"#{2,3} ", line)]
+    sections = [line for _, line in heads if line.startswith("## ")]
+    lessons = [s for s in sections if s not in OPENING + CLOSING]
+    if sections[:2] != list(OPENING) or sections[-3:] != list(CLOSING):
+        found.append(f"{name}: sections must open with {OPENING} and close with {CLOSING}")
+    for n, section in enumerate(lessons, 1):
+        if not section.startswith(f"## {n}. "):
+            found.append(f"{name}: section '{section}' must be numbered '## {n}. ...'")
+    first_exercise = next((i for i, line in heads if line.startswith("### Exercise")), None)
+    exercises_at = next((i for i, line in heads if line == "## Exercises"), None)
+    if first_exercise is not None and (exercises_at is None or first_exercise < exercises_at):
+        found.append(f"{name}: every exercise belongs in the '## Exercises' section")
+    for i, cell in enumerate(nb.cells):
+        lines = len(cell.source.splitlines())
+        if cell.cell_type == "code" and lines > MAX_CODE_LINES and SETUP_CELL.strip() != cell.source:
+            found.append(f"{name} cell {i}: {lines} lines of code (at most {MAX_CODE_LINES}: split it)")
+    return found
+
+
 def sync(path: Path) -> bool:
     """Rewrite the badges and setup cell from their one source, strip outputs and metadata; True if changed."""
     nb = nbformat.read(path, as_version=4)
