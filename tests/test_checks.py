@@ -60,3 +60,17 @@ def test_a_mismatch_is_the_message_and_nbgrader_gets_an_error_for_a_failed_check
     with pytest.raises(AssertionError, match="Exercise 9.13: not done yet"):
         checks.check("9.13", lambda: answer == 1, hint="h")
     assert "❌ Exercise 9.13: not done yet" in capsys.readouterr().out  # the learner still sees the message
+
+
+def test_checks_are_registered_and_saved_with_the_results(tmp_path, monkeypatch):
+    from utils import report
+    from utils.env import RunContext
+
+    monkeypatch.setattr(checks, "PASSED", {})
+    checks.check("09.2", lambda: False, hint="h")
+    checks.check("09.1", lambda: True, hint="h")
+    checks.check("08.1", lambda: True, hint="h")  # another notebook's, run in the same kernel
+    assert checks.passed("09_demo") == {"09.1": True, "09.2": False}
+    ctx = RunContext("09_demo", "smoke", "asked", "local", "cpu", {}, tmp_path)
+    saved = report.load_results(report.save_results(ctx, {"x": 1}, {"x": 1}))
+    assert saved["results"] == {"x": 1, "exercises": {"09.1": True, "09.2": False}}

@@ -49,9 +49,14 @@ def to_jsonable(value: Any) -> Any:
 
 
 def save_results(ctx: RunContext, results: dict[str, Any], headline: dict[str, Any]) -> Path:
-    """Write `<out_dir>/results.json`: all measured results plus a few headline figures for the course summary."""
+    """Write `<out_dir>/results.json`: all measured results, the exercise checks run (checks.passed) and a few
+    headline figures for the course summary."""
+    from .checks import passed
+
     if not headline:
         raise ValueError("headline must name at least one result for the course summary")
+    if passed(ctx.notebook):
+        results = {**results, "exercises": passed(ctx.notebook)}
     doc = {"notebook": ctx.notebook, "profile": ctx.profile, "reason": ctx.reason, "models": ctx.note or "as named",
            "device": ctx.device,
            "settings": ctx.settings, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
