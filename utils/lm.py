@@ -7,6 +7,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+import torch.nn.functional as F
+
 from . import report
 from .data import DataError, corpus_text
 
@@ -114,12 +117,38 @@ def perplexity(model, input_ids: Sequence[int], window: int | None = None, strid
                batch_size: int = 8, progress: bool = False) -> Perplexity:
     """exp(mean loss per predicted token) of `model` on one token sequence, token-weighted, scored by a window
     (default: the model's context) that slides by `stride` tokens (default: half the window)."""
-    import torch
-    import torch.nn.functional as F
-
     ids = torch.as_tensor(input_ids, dtype=torch.long).flatten()
-    if ids.numel() < 2:
-        raise ValueError(f"perplexity needs at least 2 tokens (one to predict from, one to predict), got {ids.numel()}")
+    window, stride = _window_and_stride(model, ids.numel(), window, stride)
+    # 1. cut the sequence into overlapping windows; each token is scored once, in the first window where it has
+    #    at least window - stride tokens of context before it
+    spans = windows(ids.numel(), window, stride)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    nll, counts = [], []
+    with torch.no_grad():
+        for batch in report.progress(_batches(spans, batch_size), show=progress, desc="perplexity"):
+            x = torch.stack([ids[b:e] for b, e, _ in batch]).to(device)
+            # 2. labels: the tokens themselves, with the context-only part of each window masked out
+            labels = x.clone()
+            for row, (b, _, first) in enumerate(batch):
+                labels[row, : first - b] = -100  # context only: scored by an earlier window (or never: token 0)
+            # 3. the loss of predicting token t+1 from the logits at t, summed per window
+            out = model(input_ids=x)
+            logits = getattr(out, "logits", out)[:, :-1].float()
+            loss = F.cross_entropy(logits.transpose(1, 2), labels[:, 1:], ignore_index=-100, reduction="none")
+            nll += loss.sum(dim=1).tolist()
+            counts += (labels[:, 1:] != -100).sum(dim=1).tolist()
+    model.train(was_training)
+    # 4. perplexity = exp(total loss / tokens scored): a mean over tokens, not over windows
+    mean = sum(nll) / sum(counts)
+    return Perplexity(math.exp(mean), mean, sum(counts), window, stride, nll, counts)
+
+
+def _window_and_stride(model, n_tokens: int, window: int | None, stride: int | None) -> tuple[int, int]:
+    """The window (default: the model's context) and stride (default: half the window) perplexity uses, checked."""
+    if n_tokens < 2:
+        raise ValueError(f"perplexity needs at least 2 tokens (one to predict from, one to predict), got {n_tokens}")
     try:
         limit = context_length(model)
     except ValueError:
@@ -134,26 +163,7 @@ def perplexity(model, input_ids: Sequence[int], window: int | None = None, strid
     stride = stride or window // 2
     if not isinstance(stride, int):
         raise ValueError(f"stride must be an integer, got {stride!r}")
-    spans = windows(ids.numel(), window, stride)
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    nll, counts = [], []
-    with torch.no_grad():
-        batches = _batches(spans, batch_size)
-        for batch in report.progress(batches, show=progress, desc="perplexity"):
-            x = torch.stack([ids[b:e] for b, e, _ in batch]).to(device)
-            labels = x.clone()
-            for row, (b, _, first) in enumerate(batch):
-                labels[row, : first - b] = -100  # context only: scored by an earlier window (or never: token 0)
-            out = model(input_ids=x)
-            logits = getattr(out, "logits", out)[:, :-1].float()
-            loss = F.cross_entropy(logits.transpose(1, 2), labels[:, 1:], ignore_index=-100, reduction="none")
-            nll += loss.sum(dim=1).tolist()
-            counts += (labels[:, 1:] != -100).sum(dim=1).tolist()
-    model.train(was_training)
-    mean = sum(nll) / sum(counts)
-    return Perplexity(math.exp(mean), mean, sum(counts), window, stride, nll, counts)
+    return window, stride
 
 
 def _batches(spans: list[tuple[int, int, int]], size: int) -> list[list[tuple[int, int, int]]]:
@@ -175,7 +185,6 @@ def generate(model, tokenizer, prompts: Sequence[str], strategies: dict[str, dic
              max_new_tokens: int = 40, seed: int = 0) -> list[dict[str, str]]:
     """Continue every prompt with every decoding strategy; rows {prompt, strategy, text} (the continuation only).
     The sampler is reseeded before each generation, so two models differ only by their weights."""
-    import torch
     from transformers import GenerationConfig
 
     if isinstance(prompts, str):
@@ -219,7 +228,6 @@ def next_token_choices(model, tokenizer, prompt: str, strategies: dict[str, dict
     """How each strategy reshapes the next-token distribution after `prompt`: (a DataFrame of the probability
     each strategy gives the model's `top` most likely tokens, {strategy: how many tokens it leaves possible})."""
     import pandas as pd
-    import torch
 
     strategies = STRATEGIES if strategies is None else strategies
     device = next(model.parameters()).device
