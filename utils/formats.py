@@ -129,10 +129,13 @@ def response_only_labels(tokenizer, messages: list[dict[str, str]], template: st
     if not messages or messages[-1].get("role") != "assistant":
         raise ValueError("the last message must be the assistant's answer: it is what the loss is computed on")
     kwargs = {"chat_template": TEMPLATES.get(template), "tokenize": True, "return_dict": True}
+    # 1. the prompt alone, rendered as the model sees it when it must answer
     prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, **kwargs)["input_ids"]
+    # 2. the whole conversation, answer included: it must start with exactly those prompt tokens
     full = tokenizer.apply_chat_template(messages, **kwargs)["input_ids"]
     if full[:len(prompt)] != prompt:
         raise DataError("the chat template renders the prompt differently when the answer follows it, so the "
                         "prompt tokens cannot be told from the answer tokens; fix the template")
+    # 3. labels: -100 (ignored by the loss) over the prompt, the token ids over the answer
     labels = [IGNORE_INDEX] * len(prompt) + full[len(prompt):]
     return {"input_ids": full, "labels": labels, "prompt_length": len(prompt)}

@@ -32,18 +32,18 @@ def normalize_answer(text: str) -> str:
     collapse whitespace."""
     if not isinstance(text, str):
         raise TypeError(f"an answer must be a string, got {type(text).__name__}")
-    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
-    return " ".join(_ARTICLES.sub(" ", text).split())
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)  # 1. lowercase, 2. no punctuation
+    return " ".join(_ARTICLES.sub(" ", text).split())  # 3. no a/an/the, 4. single spaces
 
 
 def token_scores(prediction: str, gold: str) -> dict[str, float]:
     """Token precision, recall and F1 of one prediction against one gold answer, in [0, 1]: shared tokens counted
     with multiplicity; 0 when no token is shared (an empty prediction included)."""
     pred, ref = normalize_answer(prediction).split(), normalize_answer(gold).split()
-    same = sum((Counter(pred) & Counter(ref)).values())
+    same = sum((Counter(pred) & Counter(ref)).values())  # tokens in both, each as often as in the rarer side
     if same == 0:
         return {"precision": 0.0, "recall": 0.0, "f1": 0.0}
-    precision, recall = same / len(pred), same / len(ref)
+    precision, recall = same / len(pred), same / len(ref)  # shared share of what was said / of what was asked
     return {"precision": precision, "recall": recall, "f1": 2 * precision * recall / (precision + recall)}
 
 
