@@ -43,7 +43,7 @@ def token_scores(prediction: str, gold: str) -> dict[str, float]:
     same = sum((Counter(pred) & Counter(ref)).values())  # tokens in both, each as often as in the rarer side
     if same == 0:
         return {"precision": 0.0, "recall": 0.0, "f1": 0.0}
-    precision, recall = same / len(pred), same / len(ref)  # shared share of what was said / of what was asked
+    precision, recall = same / len(pred), same / len(ref)  # shared over predicted tokens, over gold tokens
     return {"precision": precision, "recall": recall, "f1": 2 * precision * recall / (precision + recall)}
 
 
