@@ -221,3 +221,16 @@ def test_a_finished_run_is_read_back_and_an_unfinished_one_redone(tmp_path):
     squad.saved_run(tmp_path, "few-shot k=3 (demonstration)", {**key, "eval_ids": ["a"]}, make)
     assert len(calls) == 2  # other settings: other answers
     assert len(list(tmp_path.glob("few-shot-k-3-demonstration-*.json"))) == 2 and not list(tmp_path.glob("*.tmp"))
+
+
+def test_bertscore_gives_an_empty_answer_zero_instead_of_failing():
+    from bert_score import BERTScorer
+
+    from utils import models
+
+    scorer = BERTScorer(model_type=models.resolve("local:minilm"), num_layers=6)
+    p, r, f = squad.bertscore(scorer, ["", "the Volga", "  "], ["Volga", "Volga", "Danube"])
+    assert f[0] == p[0] == r[0] == 0.0 and f[2] == 0.0
+    assert 50 < f[1] <= 100
+    with pytest.raises(ValueError, match="pair up"):
+        squad.bertscore(scorer, ["a"], [])

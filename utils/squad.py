@@ -68,6 +68,22 @@ def score_all(predictions: Sequence[str], golds: Sequence[Sequence[str]]) -> dic
     return {k: 100.0 * sum(r[k] for r in rows) / len(rows) for k in ("exact_match", "precision", "recall", "f1")}
 
 
+def bertscore(scorer, candidates: Sequence[str], references: Sequence[str],
+              batch_size: int = 64) -> tuple[list[float], list[float], list[float]]:
+    """BERTScore precision, recall and F1 (in percent) of each candidate against its reference, with bert-score's
+    `scorer`; an empty answer scores 0 like its token F1 (bert-score itself fails on one with transformers 5)."""
+    if len(candidates) != len(references):
+        raise ValueError(f"{len(candidates)} candidates but {len(references)} references: they must pair up")
+    said = [i for i, c in enumerate(candidates) if c.strip()]
+    scores = [[0.0] * len(candidates) for _ in range(3)]
+    if said:
+        p, r, f = scorer.score([candidates[i] for i in said], [references[i] for i in said], batch_size=batch_size)
+        for out, values in zip(scores, (p, r, f)):
+            for i, v in zip(said, values.mul(100).tolist()):
+                out[i] = v
+    return scores[0], scores[1], scores[2]
+
+
 # --- data: splits that never share a passage --------------------------------------------------------------
 
 def split_by_context(rows: Sequence[dict[str, Any]], eval_share: float = 0.25,
