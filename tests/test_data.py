@@ -128,3 +128,15 @@ def test_the_real_gpt2_tokenizer_is_a_local_asset():
 
     tok = AutoTokenizer.from_pretrained(resolve("local:gpt2"))
     assert len(tok) == 50257 and tok("Hello world")["input_ids"] == [15496, 995]
+
+
+def test_retrieval_questions_name_an_article_that_holds_the_answer(tmp_path):
+    questions = data.load_retrieval_questions()
+    assert len(questions) == 15
+    articles = {a["id"]: a["text"] for a in data.corpus_articles("train")}
+    for q in questions:
+        assert q["answer"].lower() in articles[q["source"]].lower(), q
+    bad = tmp_path / "q.jsonl"
+    bad.write_text('{"question": "Who?", "source": ""}\n')
+    with pytest.raises(data.DataError, match="record 1: field 'source'"):
+        data.load_retrieval_questions(bad)

@@ -171,3 +171,15 @@ def load_preferences(path: str | Path | None = None) -> list[dict[str, Any]]:
     """The shipped rubric-labeled preference pairs (data/preferences.jsonl), every pair validated."""
     path = Path(path) if path else data_path("preferences.jsonl")
     return [validate_pair(r, f"{path.name} pair {r.get('id', i)}") for i, r in enumerate(read_jsonl(path), start=1)]
+
+
+def load_retrieval_questions(path: str | Path | None = None) -> list[dict[str, str]]:
+    """The shipped retrieval questions (data/retrieval_questions.jsonl): `question`, the `source` article id that
+    answers it, and a short `answer` found in that article's text."""
+    path = Path(path) if path else data_path("retrieval_questions.jsonl")
+    rows = read_jsonl(path)
+    for i, row in enumerate(rows, start=1):
+        for field in ("question", "source", "answer"):
+            if not isinstance(row.get(field), str) or not row[field].strip():
+                raise DataError(f"{path.name} record {i}: field '{field}' must be a non-empty string")
+    return rows
