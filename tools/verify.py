@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -58,6 +59,7 @@ def verify_one(nb: Path, profile: str, out_dir: Path, hf_home: Path, timeout: in
     from utils.standin import standin_env
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out_dir / nb.stem, ignore_errors=True)  # a fresh run: no checkpoint of an earlier one to resume
     log = out_dir / f"{nb.stem}.probe.jsonl"
     log.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory() as ipython_dir:
