@@ -128,6 +128,15 @@ def test_benchmark_table_has_a_row_per_variant(files):
     assert sizes["llama.cpp f16"] > sizes["llama.cpp q8_0"] > sizes["llama.cpp q4_0"]
     with pytest.raises(ValueError, match="at least one non-empty prompt"):
         inference.run_benchmark(model_dir, files, [], heldout)
+    speed = inference.run_benchmark(model_dir, {"q4_0": files["q4_0"]}, prompts, None, max_new_tokens=6,
+                                    n_threads=2, bf16=False, progress=False)  # no held-out text: speed only
+    assert list(speed.index) == ["transformers fp32", "llama.cpp q4_0"] and (speed["gen_tok_s"] > 0).all()
+    assert "top1_agreement" not in speed.columns and "perplexity" not in speed.columns
+
+
+def test_memory_bandwidth_is_measured_in_gigabytes_per_second():
+    bandwidth = inference.memory_bandwidth(mb=64, repeats=2)
+    assert 0.1 < bandwidth < 5000  # GB/s: from a slow laptop to a server, never bytes or terabytes
 
 
 def test_the_chat_box_shows_the_conversation_as_text_where_widgets_do_not_render():

@@ -29,6 +29,12 @@ LOCAL_MODELS: dict[str, dict[str, Any]] = {
                     "num_hidden_layers": 6, "num_attention_heads": 8, "num_key_value_heads": 4,
                     "max_position_embeddings": 1024, "init": "bigram", "pretrain_steps": 100, "pretrain_batch": 8,
                     "pretrain_block": 64, "pretrain_lr": 1e-3},
+    # 107 M parameters of seeded random weights, never trained, for notebook 07's speed table only: at this size
+    # (f16 214 MB, q4_0 60 MB) generating a token reads more weight bytes than the CPU's caches serve, so memory
+    # traffic weighs on decoding and the quantizations' speeds separate. Its text is noise; saved in f16 to halve disk.
+    "speed-llama": {"family": "llama", "vocab_size": 2048, "hidden_size": 1024, "intermediate_size": 2816,
+                    "num_hidden_layers": 8, "num_attention_heads": 16, "num_key_value_heads": 16,
+                    "max_position_embeddings": 1024, "pretrain_steps": 0, "save_dtype": "float16"},
 }
 
 
@@ -164,7 +170,7 @@ def _build_llama(spec: dict[str, Any], out: Path) -> None:
         _bigram_init(model, tok)
     _pretrain(model, tok, spec["pretrain_steps"], block=spec.get("pretrain_block", 128),
               batch=spec.get("pretrain_batch", 16), lr=spec.get("pretrain_lr", 3e-3))
-    model.save_pretrained(out)
+    model.to(getattr(torch, spec.get("save_dtype", "float32"))).save_pretrained(out)
     tok.save_pretrained(out)
 
 

@@ -205,6 +205,19 @@ def chat_box(chat: Chat, placeholder: str = "Ask something and press Send", **sa
 
 # --- the benchmark ------------------------------------------------------------------------------------------
 
+def memory_bandwidth(mb: int = 512, repeats: int = 5) -> float:
+    """This machine's memory bandwidth in GB/s, measured simply: the best of `repeats` NumPy copies of an `mb` MB
+    array, counting the bytes read and the bytes written (larger than the CPU's caches, so it comes from memory)."""
+    src = np.ones(mb * 2**20 // 8)
+    dst = np.empty_like(src)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - start)
+    return 2 * src.nbytes / best / 1e9
+
+
 def bf16_native() -> bool:
     """True when this CPU computes in bfloat16 natively (AVX512-BF16 or AMX); elsewhere torch emulates bf16 on the
     CPU, slower than fp32, so the benchmark leaves it out."""
@@ -331,9 +344,10 @@ def next_token_scores(logits: np.ndarray, ids: list[int]) -> tuple[np.ndarray, f
     return logits[:-1].argmax(-1), float(np.exp(nll))
 
 
-def _measure(backend: str, precision: str, target: str, prompts: list[list[int]], heldout: list[int],
+def _measure(backend: str, precision: str, target: str, prompts: list[list[int]], heldout: list[int] | None,
              max_new: int, n_threads: int, n_ctx: int) -> dict[str, Any]:
-    """One benchmark row. Runs in a fresh process, so that load time and memory are this model's alone."""
+    """One benchmark row. Runs in a fresh process, so that load time and memory are this model's alone; without
+    `heldout` ids, speed and memory only."""
     if backend == "transformers":
         import torch
         from transformers import AutoModelForCausalLM
@@ -354,31 +368,34 @@ def _measure(backend: str, precision: str, target: str, prompts: list[list[int]]
     generate(prompts[0][:8])  # warm-up: first-call allocations are not what we measure
     timing = _time_runs(generate, prompts)
     peak_mb = _peak_rss_mb()
-    if backend == "transformers":
-        logits = heldout_logits_hf(model, heldout)
-    else:
+    if backend == "llama.cpp":
         model.close()
-        logits = heldout_logits_gguf(target, heldout, n_threads)
-    top1, perplexity = next_token_scores(logits, heldout)
+    if heldout is None:
+        top1, perplexity = np.array([]), float("nan")
+    else:
+        logits = (heldout_logits_hf(model, heldout) if backend == "transformers"
+                  else heldout_logits_gguf(target, heldout, n_threads))
+        top1, perplexity = next_token_scores(logits, heldout)
     return {"size_mb": size_mb, "load_s": load_s, "prompt_tok_s": timing["prompt_tok_s"],
             "gen_tok_s": timing["gen_tok_s"], "timed_s": timing["timed_s"], "libraries_mb": libraries_mb,
             "peak_rss_mb": peak_mb, "perplexity": perplexity, "top1": top1.tolist(), "outputs": timing["outputs"]}
 
 
 def run_benchmark(model_dir: str | Path, gguf_files: dict[str, str | Path], prompts: list[list[int]],
-                  heldout: list[int], max_new_tokens: int = 64, n_threads: int | None = None, n_ctx: int = 512,
+                  heldout: list[int] | None, max_new_tokens: int = 64, n_threads: int | None = None, n_ctx: int = 512,
                   bf16: bool | None = None, progress: bool = True):
     """One table, measured in one run with the same token ids and greedy decoding: transformers fp32 (the
     reference), bf16 where the CPU has it, and each GGUF file, each in a fresh process. Columns: size (file on
     disk; for transformers the weights it holds in memory), load time, prompt and generation tokens/s, the process's
     memory once its libraries are loaded and at its peak, top-1 agreement with fp32 and perplexity on the held-out
-    ids, and the share of prompts whose greedy continuation equals fp32's."""
+    ids, and the share of prompts whose greedy continuation equals fp32's. `heldout=None` gives a speed table: no
+    agreement or perplexity columns (for a model whose weights are random)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     import pandas as pd
 
-    if not prompts or not all(prompts) or len(heldout) < 2:
+    if not prompts or not all(prompts) or (heldout is not None and len(heldout) < 2):
         raise ValueError("need at least one non-empty prompt (token ids) and a held-out text of 2+ tokens")
     n_threads = n_threads or os.cpu_count() or 1
     bf16 = bf16_native() if bf16 is None else bf16
@@ -395,8 +412,9 @@ def run_benchmark(model_dir: str | Path, gguf_files: dict[str, str | Path], prom
         reference = reference or {"top1": top1, "outputs": outputs}
         name = {"float32": "fp32", "bfloat16": "bf16"}.get(precision, precision)
         rows.append({"variant": f"{backend} {name}", "backend": backend, "precision": name, **row,
-                     "top1_agreement": float((top1 == reference["top1"]).mean()),
+                     "top1_agreement": float((top1 == reference["top1"]).mean()) if len(top1) else float("nan"),
                      "same_text_as_fp32": float(np.mean([a == b for a, b in zip(outputs, reference["outputs"])]))})
+    quality = ["top1_agreement", "perplexity"] if heldout is not None else []
     columns = ["backend", "precision", "size_mb", "load_s", "prompt_tok_s", "gen_tok_s", "timed_s", "libraries_mb",
-               "peak_rss_mb", "top1_agreement", "perplexity", "same_text_as_fp32"]
+               "peak_rss_mb", *quality, "same_text_as_fp32"]
     return pd.DataFrame(rows).set_index("variant")[columns]
