@@ -30,7 +30,7 @@ def test_summary_reads_back_metadata_tokenizer_and_tensors(files):
     config = json.loads((model_dir / "config.json").read_text())
     assert info["architecture"] == "llama" and info["tokenizer"] == "llama"  # SentencePiece, as Llama-2
     assert info["vocab_size"] == config["vocab_size"] and info["layers"] == config["num_hidden_layers"]
-    assert info["parameters"] == gguf_export.count_parameters(model_dir)
+    assert info["parameters"] == gguf_export.parameters_in_files(model_dir)
     assert info["chat_template"] is True
     table = gguf_export.tensor_table(files["q4_0"])
     matrices = table[table["tensor"].str.contains("attn_q|ffn_up")]
@@ -100,7 +100,7 @@ def test_check_source_wants_a_large_enough_llama(tmp_path):
         gguf_export.check_source(tmp_path, 10)
     merged = tmp_path / "merged"
     shutil.copytree(assets.local_model("tiny-llama"), merged)
-    n = gguf_export.count_parameters(merged)
+    n = gguf_export.parameters_in_files(merged)
     with pytest.raises(ValueError, match="fewer than"):
         gguf_export.check_source(merged, min_params=n + 1)
     assert gguf_export.check_source(merged, min_params=n) == n

@@ -6,11 +6,12 @@
     lora, formats             04  LoRA / QLoRA, instruction and chat formats
     squad                     05  SQuAD prompts, answers and the metric by hand
     dpo                       06  preference pairs and the DPO loss
-    gguf_export, inference,   07  GGUF export and quantization, llama.cpp inference and its benchmark,
-    rag                           retrieval
+    gguf_export, inference,   07  GGUF export and quantization, llama.cpp inference, retrieval
+    rag
     env, data, models,        all profiles and the first table, shipped data, model loading, the course's training
     training, report, checks,     rules, tables and results, self-checking exercises, free disk space, smoke assets
     exercises, disk, assets
+    benchmark                 02, 07  the BPE benchmark; transformers against GGUF files on one CPU
     manifest, cache, standin, --  what each profile needs from the Hub, whether it is cached, and the Hub stand-in
     standin_data
 

@@ -139,7 +139,7 @@ def fetch_converter(version: str | None = None) -> Path:
     return target / "convert_hf_to_gguf.py"
 
 
-def count_parameters(model_dir: str | Path) -> int:
+def parameters_in_files(model_dir: str | Path) -> int:
     """Parameters stored in a model folder's safetensors files, read from their headers (nothing is loaded)."""
     from safetensors import safe_open
 
@@ -162,7 +162,7 @@ def check_source(model_dir: str | Path, min_params: int) -> int:
     if "LlamaForCausalLM" not in archs:
         raise ValueError(f"{model_dir} holds a {archs or 'model of unknown type'}, not a Llama: export a Llama-"
                          "architecture model, or leave MODEL_NAME=None for the profile's model")
-    n = count_parameters(model_dir)
+    n = parameters_in_files(model_dir)
     if n < min_params:
         raise ValueError(f"{model_dir} has {n / 1e6:.1f} M parameters, fewer than {min_params / 1e6:.0f} M: its "
                          "timed runs would last milliseconds — leave MODEL_NAME=None for the profile's model")
