@@ -142,12 +142,12 @@ def test_generate_answers_batches_and_stops_at_a_line_break(tiny):
     tok, model = tiny
     rows = load_squad_sample()[:4]
     prompts = [squad.build_prompt(tok, r, "completion") for r in rows]
-    one_batch = squad.generate_answers(model, tok, prompts, max_new_tokens=12, batch_size=4)
+    one_batch = models.greedy_generate(model, tok, prompts, max_new_tokens=12, batch_size=4, stop="\n")
     assert len(one_batch) == 4 and all(isinstance(a, str) for a in one_batch)
     assert all("\n" not in a.rstrip("\n") for a in one_batch)
-    assert squad.generate_answers(model, tok, prompts, max_new_tokens=12, batch_size=3) == one_batch
+    assert models.greedy_generate(model, tok, prompts, max_new_tokens=12, batch_size=3, stop="\n") == one_batch
     with pytest.raises(ValueError, match="at least 1"):
-        squad.generate_answers(model, tok, prompts, max_new_tokens=0)
+        models.greedy_generate(model, tok, prompts, max_new_tokens=0)
 
 
 def test_rating_sheet_round_trip(tmp_path):
@@ -234,3 +234,18 @@ def test_bertscore_gives_an_empty_answer_zero_instead_of_failing():
     assert 50 < f[1] <= 100
     with pytest.raises(ValueError, match="pair up"):
         squad.bertscore(scorer, ["a"], [])
+
+
+def test_greedy_generate_with_chat_answers_as_one_user_message(tiny):
+    """chat=True renders each prompt as a single user turn: the same ids and answer as the template tokenized
+    directly and generated on its own (how notebook 06 asks its probe prompts)."""
+    import torch
+
+    tok, model = tiny
+    prompt = "Name a river in Europe."
+    ids = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                  return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=10, do_sample=False, pad_token_id=tok.pad_token_id)
+    alone = tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert models.greedy_generate(model, tok, [prompt], 10, batch_size=1, chat=True) == [alone]

@@ -311,23 +311,6 @@ def refuses(text: str) -> bool:
     return any(m in text[:80].lower().replace("’", "'") for m in REFUSAL_MARKERS)
 
 
-def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int = 48) -> list[str]:
-    """Greedy answers to single-turn chat prompts, each formatted by the tokenizer's chat template."""
-    import torch
-
-    answers, was_training = [], model.training
-    model.eval()
-    for prompt in prompts:
-        ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                            return_tensors="pt", return_dict=True).to(model.device)
-        with torch.no_grad():
-            out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id)
-        answers.append(tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip())
-    model.train(was_training)
-    return answers
-
-
 def require_chat_template(folder: str | Path) -> None:
     """Raise DataError when a model folder has no chat template, which chat preference pairs need."""
     folder = Path(folder)

@@ -1,6 +1,7 @@
 """Load tokenizers and models by name: 'local:<name>' for the offline assets, otherwise a Hub id or a folder."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,37 @@ def load_causal_lm(name: str, **kwargs: Any):
     from transformers import AutoModelForCausalLM
 
     return _load(AutoModelForCausalLM, name, **kwargs)
+
+
+def greedy_generate(model, tok, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 8,
+                    stop: str | None = None, chat: bool = False, desc: str = "answers") -> list[str]:
+    """Greedy continuations of `prompts` (with `chat`, each is one user message rendered by the chat template),
+    batched with left padding behind a progress bar. Each stops at the end-of-turn token, or at `stop`; returns the
+    generated text, special tokens removed. Notebooks 05 (batched, stop at a line break) and 06 (chat) use it."""
+    import torch
+
+    from .report import progress
+
+    if batch_size < 1 or max_new_tokens < 1:
+        raise ValueError(f"batch_size and max_new_tokens must be at least 1, got {batch_size} and {max_new_tokens}")
+    if chat:
+        prompts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                           add_generation_prompt=True) for p in prompts]
+    stops = {"stop_strings": [stop], "tokenizer": tok} if stop else {}
+    was_training, out = model.training, []
+    model.eval()
+    with progress(total=len(prompts), desc=desc, unit="prompt") as bar:
+        for start in range(0, len(prompts), batch_size):
+            batch = list(prompts[start:start + batch_size])
+            enc = tok(batch, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+            with torch.inference_mode():
+                ids = model.generate(**enc.to(model.device), max_new_tokens=max_new_tokens, do_sample=False,
+                                     temperature=None, top_p=None, use_cache=True, pad_token_id=tok.pad_token_id,
+                                     **stops)
+            out += tok.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            bar.update(len(batch))
+    model.train(was_training)
+    return out
 
 
 def four_bit_config(dtype: Any = None):

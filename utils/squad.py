@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import report
 from .data import DataError, load_squad_sample
 
 LOCAL_SAMPLE = "local:squad_sample"
@@ -187,29 +186,6 @@ def clean_answer(text: str) -> str:
     """The one cleaning rule: keep the text before the first line break, then strip surrounding spaces, quotation
     marks and a final full stop."""
     return text.split("\n", 1)[0].strip().strip("\"'“”‘’").strip().removesuffix(".").strip()
-
-
-def generate_answers(model, tok, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 8,
-                     desc: str = "answers") -> list[str]:
-    """Greedy continuations of `prompts`, batched with left padding behind a progress bar. Each one stops at the
-    model's end-of-turn token or at the first line break; returns the raw generated text, special tokens removed."""
-    import torch
-
-    if batch_size < 1 or max_new_tokens < 1:
-        raise ValueError(f"batch_size and max_new_tokens must be at least 1, got {batch_size} and {max_new_tokens}")
-    model.eval()
-    out: list[str] = []
-    with report.progress(total=len(prompts), desc=desc, unit="question") as bar:
-        for start in range(0, len(prompts), batch_size):
-            batch = list(prompts[start:start + batch_size])
-            enc = tok(batch, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
-            with torch.inference_mode():
-                ids = model.generate(**enc.to(model.device), max_new_tokens=max_new_tokens, do_sample=False,
-                                     temperature=None, top_p=None, use_cache=True, stop_strings=["\n"],
-                                     tokenizer=tok, pad_token_id=tok.pad_token_id)
-            out += tok.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-            bar.update(len(batch))
-    return out
 
 
 # --- the human-evaluation sheet -----------------------------------------------------------------------------
