@@ -38,9 +38,12 @@ def to_jsonable(value: Any) -> Any:
 
 
 def save_results(ctx: RunContext, results: dict[str, Any], headline: dict[str, Any]) -> Path:
-    """Write `<out_dir>/results.json`: all measured results plus a few headline figures for the course summary."""
+    """Write `<out_dir>/results.json`: all measured results plus a few headline figures for the course summary.
+    The headline's values become plain Python numbers in place, so a notebook that shows it prints `2.66`, not
+    `np.float64(2.66)`."""
     if not headline:
         raise ValueError("headline must name at least one result for the course summary")
+    headline.update(to_jsonable(headline))
     doc = {"notebook": ctx.notebook, "profile": ctx.profile, "reason": ctx.reason, "models": ctx.note or "as named",
            "device": ctx.device,
            "settings": ctx.settings, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
