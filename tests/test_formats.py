@@ -115,3 +115,16 @@ def test_load_alpaca_shipped_file_limit_and_bad_records(tmp_path):
     path.write_text(json.dumps(NO_INPUT) + "\n" + json.dumps({"instruction": "Do", "input": ""}) + "\n")
     with pytest.raises(DataError, match="mine.jsonl record 2: missing field 'output'"):
         formats.load_alpaca(path)
+
+
+def test_format_adherence_counts_answers_that_end_their_turn():
+    eos = "</s>"
+    assert formats.follows_response_format(" Paris is the capital.</s>", eos)
+    assert formats.follows_response_format("<|im_start|>ok<|im_end|>", "<|im_end|>") is False  # a new turn opened
+    assert not formats.follows_response_format("and the par, and the par, and the", eos)  # never stops
+    assert not formats.follows_response_format(" </s>", eos)  # stops without an answer
+    assert not formats.follows_response_format("Blue. [INST] And red? [/INST] Red.</s>", eos)  # writes the next turn
+    answers = ["Blue.</s>", "Four.</s>", "and the par, and the", "Yes.</s><s>[INST] more"]
+    assert formats.format_adherence(answers, eos) == 0.75
+    with pytest.raises(ValueError, match="no generated answers"):
+        formats.format_adherence([], eos)

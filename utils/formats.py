@@ -136,3 +136,25 @@ def response_only_labels(tokenizer, messages: list[dict[str, str]], template: st
                         "prompt tokens cannot be told from the answer tokens; fix the template")
     labels = [IGNORE_INDEX] * len(prompt) + full[len(prompt):]
     return {"input_ids": full, "labels": labels, "prompt_length": len(prompt)}
+
+
+# --- response format adherence -------------------------------------------------------------------------------
+
+# Turn markers of the chat templates the course meets (Llama-2 chat, ChatML, Zephyr): inside an answer they mean the
+# model went on to write another turn instead of ending its own.
+CHAT_MARKERS = ("[INST]", "[/INST]", "<<SYS>>", "<</SYS>>", "<|im_start|>", "<|im_end|>", "<|user|>",
+                "<|assistant|>", "<|system|>")
+
+
+def follows_response_format(generated: str, eos_token: str) -> bool:
+    """True when a generated answer, decoded with its special tokens, has the trained form: some text, then the
+    end-of-turn token `eos_token`, and no chat-template marker before it."""
+    answer, ended, _ = generated.partition(eos_token)
+    return bool(ended) and bool(answer.strip()) and not any(marker in answer for marker in CHAT_MARKERS)
+
+
+def format_adherence(generated: list[str], eos_token: str) -> float:
+    """The share of generated answers that follow the trained response format (`follows_response_format`)."""
+    if not generated:
+        raise ValueError("no generated answers to rate")
+    return sum(follows_response_format(text, eos_token) for text in generated) / len(generated)
