@@ -19,11 +19,12 @@ from .formats import LLAMA2_CHAT_TEMPLATE
 LOCAL_MODELS: dict[str, dict[str, Any]] = {
     "tiny-gpt2": {"family": "gpt2", "vocab_size": 2048, "n_positions": 256, "n_embd": 128, "n_layer": 2,
                   "n_head": 4, "pretrain_steps": 0},
-    # Notebook 03's smoke GPT-2: the same size, pre-trained (about two minutes on 2 cores, once) on the course's
-    # other English texts (data.general_text), never on the encyclopedic corpus it is then fine-tuned on.
+    # Notebook 03's smoke GPT-2: the same size, pre-trained (a few minutes on 2 cores, once) on the course's
+    # other English texts (data.general_text), never on the encyclopedic corpus it is then fine-tuned on. Its
+    # blocks fill all 256 positions: a position embedding left untrained would make longer contexts look worse.
     "tiny-gpt2-pretrained": {"family": "gpt2", "vocab_size": 2048, "n_positions": 256, "n_embd": 128, "n_layer": 2,
-                             "n_head": 4, "pretrain_text": "general", "pretrain_steps": 400, "pretrain_batch": 16,
-                             "pretrain_block": 128, "pretrain_lr": 3e-3, "pretrain_schedule": "cosine"},
+                             "n_head": 4, "pretrain_text": "general", "pretrain_steps": 400, "pretrain_batch": 8,
+                             "pretrain_block": 256, "pretrain_lr": 3e-3, "pretrain_schedule": "cosine"},
     "tiny-llama": {"family": "llama", "vocab_size": 1024, "hidden_size": 128, "intermediate_size": 384,
                    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
                    "max_position_embeddings": 1024, "pretrain_steps": 200},
