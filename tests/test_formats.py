@@ -1,6 +1,8 @@
 import json
+from types import SimpleNamespace
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -117,14 +119,28 @@ def test_load_alpaca_shipped_file_limit_and_bad_records(tmp_path):
         formats.load_alpaca(path)
 
 
-def test_format_adherence_counts_answers_that_end_their_turn():
-    eos = "</s>"
-    assert formats.follows_response_format(" Paris is the capital.</s>", eos)
-    assert formats.follows_response_format("<|im_start|>ok<|im_end|>", "<|im_end|>") is False  # a new turn opened
-    assert not formats.follows_response_format("and the par, and the par, and the", eos)  # never stops
-    assert not formats.follows_response_format(" </s>", eos)  # stops without an answer
-    assert not formats.follows_response_format("Blue. [INST] And red? [/INST] Red.</s>", eos)  # writes the next turn
-    answers = ["Blue.</s>", "Four.</s>", "and the par, and the", "Yes.</s><s>[INST] more"]
-    assert formats.format_adherence(answers, eos) == 0.75
-    with pytest.raises(ValueError, match="no generated answers"):
-        formats.format_adherence([], eos)
+class NextToken(torch.nn.Module):
+    """A stand-in model whose most likely next token is always `token`."""
+
+    def __init__(self, token: int, vocab: int):
+        super().__init__()
+        self.token, self.vocab, self.device = token, vocab, torch.device("cpu")
+        self.seen = []
+
+    def forward(self, input_ids):
+        self.seen.append(input_ids[0].tolist())
+        logits = torch.zeros(*input_ids.shape, self.vocab)
+        logits[..., self.token] = 1.0
+        return SimpleNamespace(logits=logits)
+
+
+def test_format_adherence_asks_for_the_end_of_turn_right_after_the_answer(tok):
+    records = [RECORD, NO_INPUT]
+    stops = NextToken(tok.eos_token_id, len(tok))
+    assert formats.format_adherence(stops, tok, records) == 1.0
+    full = formats.response_only_labels(tok, formats.alpaca_to_chatml(NO_INPUT))["input_ids"]
+    assert stops.seen[-1] == full[:full.index(tok.eos_token_id)]  # read up to the answer's end, the eos not shown
+    assert tok.decode(stops.seen[-1]).rstrip().endswith("Blue.")
+    assert formats.format_adherence(NextToken(5, len(tok)), tok, records) == 0.0  # rambles on
+    with pytest.raises(ValueError, match="no records"):
+        formats.format_adherence(stops, tok, [])

@@ -140,21 +140,24 @@ def response_only_labels(tokenizer, messages: list[dict[str, str]], template: st
 
 # --- response format adherence -------------------------------------------------------------------------------
 
-# Turn markers of the chat templates the course meets (Llama-2 chat, ChatML, Zephyr): inside an answer they mean the
-# model went on to write another turn instead of ending its own.
-CHAT_MARKERS = ("[INST]", "[/INST]", "<<SYS>>", "<</SYS>>", "<|im_start|>", "<|im_end|>", "<|user|>",
-                "<|assistant|>", "<|system|>")
+def ends_turn(model, tokenizer, messages: list[dict[str, str]]) -> bool:
+    """True when, read up to the end of the assistant's reference answer (rendered by the chat template), the model's
+    most likely next token is the one the trained format puts there: the end-of-turn (eos) token."""
+    import torch
+
+    example = response_only_labels(tokenizer, messages)
+    answer = example["input_ids"][example["prompt_length"]:]
+    if tokenizer.eos_token_id not in answer:
+        raise DataError("the chat template puts no end-of-turn token after the answer: there is no format to follow")
+    end = example["prompt_length"] + answer.index(tokenizer.eos_token_id)
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([example["input_ids"][:end]], device=model.device)).logits
+    return int(logits[0, -1].argmax()) == tokenizer.eos_token_id
 
 
-def follows_response_format(generated: str, eos_token: str) -> bool:
-    """True when a generated answer, decoded with its special tokens, has the trained form: some text, then the
-    end-of-turn token `eos_token`, and no chat-template marker before it."""
-    answer, ended, _ = generated.partition(eos_token)
-    return bool(ended) and bool(answer.strip()) and not any(marker in answer for marker in CHAT_MARKERS)
-
-
-def format_adherence(generated: list[str], eos_token: str) -> float:
-    """The share of generated answers that follow the trained response format (`follows_response_format`)."""
-    if not generated:
-        raise ValueError("no generated answers to rate")
-    return sum(follows_response_format(text, eos_token) for text in generated) / len(generated)
+def format_adherence(model, tokenizer, records: list[dict[str, str]]) -> float:
+    """The share of Alpaca `records` whose reference answer the model ends with the end-of-turn token (`ends_turn`)."""
+    if not records:
+        raise ValueError("no records to rate")
+    model.eval()
+    return sum(ends_turn(model, tokenizer, alpaca_to_chatml(r)) for r in records) / len(records)
