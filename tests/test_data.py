@@ -23,6 +23,14 @@ def test_corpus_is_large_enough_with_a_held_out_split():
     assert not titles["train"] & titles["valid"]
 
 
+def test_general_text_is_the_shipped_english_outside_the_corpus():
+    text = data.general_text()
+    assert data.load_instructions()[0]["output"] in text and data.load_preferences()[0]["chosen"] in text
+    assert data.load_squad_sample()[0]["context"] in text
+    corpus = data.corpus_text("train")
+    assert not any(line in text for line in corpus.splitlines() if len(line) > 200)  # no corpus paragraph in it
+
+
 def test_corpus_articles_split_on_titles_not_sections(tiny_corpus, monkeypatch):
     monkeypatch.setattr(data, "DATA_DIR", tiny_corpus)
     arts = data.corpus_articles("train")

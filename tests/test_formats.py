@@ -1,6 +1,8 @@
 import json
+from types import SimpleNamespace
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -115,3 +117,30 @@ def test_load_alpaca_shipped_file_limit_and_bad_records(tmp_path):
     path.write_text(json.dumps(NO_INPUT) + "\n" + json.dumps({"instruction": "Do", "input": ""}) + "\n")
     with pytest.raises(DataError, match="mine.jsonl record 2: missing field 'output'"):
         formats.load_alpaca(path)
+
+
+class NextToken(torch.nn.Module):
+    """A stand-in model whose most likely next token is always `token`."""
+
+    def __init__(self, token: int, vocab: int):
+        super().__init__()
+        self.token, self.vocab, self.device = token, vocab, torch.device("cpu")
+        self.seen = []
+
+    def forward(self, input_ids):
+        self.seen.append(input_ids[0].tolist())
+        logits = torch.zeros(*input_ids.shape, self.vocab)
+        logits[..., self.token] = 1.0
+        return SimpleNamespace(logits=logits)
+
+
+def test_format_adherence_asks_for_the_end_of_turn_right_after_the_answer(tok):
+    records = [RECORD, NO_INPUT]
+    stops = NextToken(tok.eos_token_id, len(tok))
+    assert formats.format_adherence(stops, tok, records) == 1.0
+    full = formats.response_only_labels(tok, formats.alpaca_to_chatml(NO_INPUT))["input_ids"]
+    assert stops.seen[-1] == full[:full.index(tok.eos_token_id)]  # read up to the answer's end, the eos not shown
+    assert tok.decode(stops.seen[-1]).rstrip().endswith("Blue.")
+    assert formats.format_adherence(NextToken(5, len(tok)), tok, records) == 0.0  # rambles on
+    with pytest.raises(ValueError, match="no records"):
+        formats.format_adherence(stops, tok, [])

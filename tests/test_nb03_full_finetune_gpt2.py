@@ -22,8 +22,8 @@ def test_perplexity_is_checked_against_the_library_and_uses_a_sliding_window(res
     before = r["before"]
     assert before["windows"] > 1 and before["stride"] == r["window"] // 2  # the text is longer than the context
     assert math.exp(before["loss"]) == pytest.approx(before["ppl"])
-    # the smoke model starts from random weights: about as perplexed as a uniform guess over its vocabulary
-    assert 0.8 * r["vocab_size"] < before["ppl"] < 1.25 * r["vocab_size"]
+    # the smoke model is pre-trained (on other texts): far better than a uniform guess over its vocabulary
+    assert before["ppl"] < 0.5 * r["vocab_size"]
 
 
 def test_more_context_lowers_perplexity_and_costs_more_windows(res):
@@ -49,7 +49,7 @@ def test_perplexity_fell_for_every_method_and_full_gained_most(res):
     for row in rows.values():
         assert row["ppl after"] < row["ppl before"] and row["val loss after"] < row["val loss before"]
         assert row["train s"] > 0 and row["tokens/s"] > 0 and row["peak MB"] > 0
-    assert rows["full"]["ppl after"] < rows["partial"]["ppl after"]
+    assert rows["full"]["ppl after"] < rows["partial"]["ppl after"] < res["results"]["before"]["ppl"]
     assert res["headline"]["ppl full"] == pytest.approx(rows["full"]["ppl after"], abs=0.01)
 
 
@@ -88,4 +88,10 @@ def test_generations_and_decoding_strategies(res):
 
 def test_exercise_solutions_pass(res):
     assert res["results"]["exercises"] == {"03.1": True, "03.2": True, "03.3": True, "03.4": True}
-    assert res["results"]["unigram_ppl"] < res["results"]["before"]["ppl"]
+
+
+
+def test_full_fine_tuning_beats_the_no_context_baseline(res):
+    r = res["results"]
+    full = next(row for row in r["table"] if row["method"] == "full")
+    assert full["ppl after"] < r["unigram_ppl"]  # more than word frequencies: the model uses its context

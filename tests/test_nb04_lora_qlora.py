@@ -87,3 +87,9 @@ def test_answers_and_exercises(res):
     assert len(res["answers"]) == 3
     assert all(row["before"] and row["after (LoRA merged)"] for row in res["answers"])
     assert res["exercises"] == {"04.1": True, "04.2": True, "04.3": True, "04.4": True}
+
+
+def test_tuning_teaches_the_response_format(res):
+    rates = res["format_adherence"]
+    assert rates["instructions"] == res["splits"]["held_out"] + res["splits"]["eval"]  # every one kept out of training
+    assert rates["LoRA r=16, merged"] > rates["base model"]  # ends its answer with the end-of-turn token more often

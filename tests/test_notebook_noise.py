@@ -14,6 +14,7 @@ NOISE = {
     "Kernel is running over TCP without encryption": "kernels run on IPC sockets (tools.runner)",
     "Unable to parse line": "a parameters line papermill cannot read",
     "VBox(children=": "a widget saved without a text fallback",
+    "np.float64(": "a NumPy scalar's repr in a printed result (report.save_results makes the headline plain numbers)",
 }
 WIDGET = "application/vnd.jupyter.widget-view+json"
 

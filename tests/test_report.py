@@ -19,6 +19,15 @@ def test_results_json_has_headline_and_plain_types(tmp_path, monkeypatch):
         report.save_results(ctx, {}, {})
 
 
+def test_headline_shown_after_saving_holds_plain_numbers(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_RUNS_DIR", str(tmp_path))
+    ctx = env.start("99_demo", "smoke", {"smoke": {}, "cpu": {}, "gpu": {}})
+    headline = {"chars per token": round(np.float64(2.6612), 2), "rate": np.float32(0.5), "n": np.int64(3)}
+    path = report.save_results(ctx, {}, headline)
+    assert repr(headline) == "{'chars per token': 2.66, 'rate': 0.5, 'n': 3}"  # what the notebook's last line shows
+    assert json.loads(path.read_text())["headline"] == headline
+
+
 def test_progress_bars_are_off_in_headless_runs_and_when_not_asked_for(monkeypatch):
     from utils.report import progress
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import report
-from .data import corpus_text
+from .data import corpus_text, general_text
 from .env import ROOT
 from .formats import LLAMA2_CHAT_TEMPLATE
 
@@ -19,9 +19,21 @@ from .formats import LLAMA2_CHAT_TEMPLATE
 LOCAL_MODELS: dict[str, dict[str, Any]] = {
     "tiny-gpt2": {"family": "gpt2", "vocab_size": 2048, "n_positions": 256, "n_embd": 128, "n_layer": 2,
                   "n_head": 4, "pretrain_steps": 0},
+    # Notebook 03's smoke GPT-2: the same size, pre-trained (a few minutes on 2 cores, once) on the course's
+    # other English texts (data.general_text), never on the encyclopedic corpus it is then fine-tuned on. Its
+    # blocks fill all 256 positions: a position embedding left untrained would make longer contexts look worse.
+    "tiny-gpt2-pretrained": {"family": "gpt2", "vocab_size": 2048, "n_positions": 256, "n_embd": 128, "n_layer": 2,
+                             "n_head": 4, "pretrain_text": "general", "pretrain_steps": 400, "pretrain_batch": 8,
+                             "pretrain_block": 256, "pretrain_lr": 3e-3, "pretrain_schedule": "cosine"},
     "tiny-llama": {"family": "llama", "vocab_size": 1024, "hidden_size": 128, "intermediate_size": 384,
                    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
                    "max_position_embeddings": 1024, "pretrain_steps": 200},
+    # Notebook 04's smoke base: tiny-llama's size, pre-trained longer on the corpus with the end-of-text token after
+    # every paragraph, as real pre-training separates documents. A base that never saw that token buries it (last
+    # of its 1,024 choices), and a few steps of instruction tuning cannot teach it to end an answer.
+    "tiny-llama-pretrained": {"family": "llama", "vocab_size": 1024, "hidden_size": 128, "intermediate_size": 384,
+                              "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+                              "max_position_embeddings": 1024, "pretrain_steps": 300, "pretrain_eos": "paragraph"},
     # 21 M parameters: big enough that a CPU benchmark run lasts seconds (notebook 07). Training that many weights
     # from scratch for a minute leaves a unigram model, so it starts as the corpus's bigram model (see _bigram_init)
     # and then trains briefly: about a minute on 2 cores in all.
@@ -104,7 +116,8 @@ def local_model(name: str) -> Path:
         raise AssetError(f"unknown local model 'local:{name}': choose from "
                          + ", ".join(f"'local:{k}'" for k in [*LOCAL_MODELS, "minilm", "gpt2"]))
     spec = LOCAL_MODELS[name]
-    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode() + corpus_text("train").encode()).hexdigest()[:10]
+    texts = corpus_text("train") + (general_text() if spec.get("pretrain_text") == "general" else "")
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode() + texts.encode()).hexdigest()[:10]
     target = cache_dir() / f"{name}-{key}"
     if (target / "config.json").exists():
         return target
@@ -130,7 +143,8 @@ def _build_gpt2(spec: dict[str, Any], out: Path) -> None:
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=spec["vocab_size"], special_tokens=["<|endoftext|>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    bpe.train_from_iterator(corpus_text("train").splitlines(), trainer)
+    general = general_text() if spec.get("pretrain_text") == "general" else None
+    bpe.train_from_iterator((corpus_text("train") + ("\n" + general if general else "")).splitlines(), trainer)
     tok = GPT2TokenizerFast(tokenizer_object=bpe, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
                             unk_token="<|endoftext|>", model_max_length=spec["n_positions"])
     torch.manual_seed(0)
@@ -138,7 +152,9 @@ def _build_gpt2(spec: dict[str, Any], out: Path) -> None:
                      n_layer=spec["n_layer"], n_head=spec["n_head"], bos_token_id=tok.bos_token_id,
                      eos_token_id=tok.eos_token_id)
     model = GPT2LMHeadModel(cfg)
-    _pretrain(model, tok, spec["pretrain_steps"])
+    _pretrain(model, tok, spec["pretrain_steps"], block=spec.get("pretrain_block", 128),
+              batch=spec.get("pretrain_batch", 16), lr=spec.get("pretrain_lr", 3e-3), text=general,
+              cosine=spec.get("pretrain_schedule") == "cosine")
     model.save_pretrained(out)
     tok.save_pretrained(out)
 
@@ -169,7 +185,8 @@ def _build_llama(spec: dict[str, Any], out: Path) -> None:
     if spec.get("init") == "bigram":
         _bigram_init(model, tok)
     _pretrain(model, tok, spec["pretrain_steps"], block=spec.get("pretrain_block", 128),
-              batch=spec.get("pretrain_batch", 16), lr=spec.get("pretrain_lr", 3e-3))
+              batch=spec.get("pretrain_batch", 16), lr=spec.get("pretrain_lr", 3e-3),
+              eos_after_paragraphs=spec.get("pretrain_eos") == "paragraph")
     model.to(getattr(torch, spec.get("save_dtype", "float32"))).save_pretrained(out)
     tok.save_pretrained(out)
 
@@ -198,17 +215,29 @@ def _bigram_init(model, tok, smoothing: float = 1.0) -> None:
             layer.mlp.down_proj.weight.zero_()
 
 
-def _pretrain(model, tok, steps: int, block: int = 128, batch: int = 16, lr: float = 3e-3) -> None:
-    """A short language-model warm-up on the corpus so that the tiny model writes corpus-like text, not noise."""
+def _pretrain(model, tok, steps: int, block: int = 128, batch: int = 16, lr: float = 3e-3, text: str | None = None,
+              cosine: bool = False, eos_after_paragraphs: bool = False) -> None:
+    """A short language-model warm-up on `text` (default: the corpus) so that the tiny model writes text, not noise;
+    `cosine`: warm up over 5 % of the steps, then decay the learning rate along a cosine; `eos_after_paragraphs`:
+    headings dropped and the end-of-text token after every paragraph."""
     if steps <= 0:
         return
     import torch
+    from transformers import get_cosine_schedule_with_warmup
 
-    ids = torch.tensor(tok(corpus_text("train"), add_special_tokens=False)["input_ids"])
+    text = text or corpus_text("train")
+    if eos_after_paragraphs:
+        from .lm import clean_lines
+
+        ids = torch.tensor([t for paragraph in clean_lines(text.splitlines())
+                            for t in [*tok(paragraph, add_special_tokens=False)["input_ids"], tok.eos_token_id]])
+    else:
+        ids = torch.tensor(tok(text, add_special_tokens=False)["input_ids"])
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    schedule = get_cosine_schedule_with_warmup(opt, steps // 20, steps) if cosine else None
     gen = torch.Generator().manual_seed(0)
     model.train()
-    desc = f"warming up the local {model.config.model_type} model (built once, then cached)"
+    desc = f"pre-training the local {model.config.model_type} model ({steps} steps, built once, then cached)"
     for _ in report.progress(range(steps), desc=desc):
         starts = torch.randint(0, len(ids) - block - 1, (batch,), generator=gen)
         x = torch.stack([ids[s:s + block] for s in starts])
@@ -216,4 +245,6 @@ def _pretrain(model, tok, steps: int, block: int = 128, batch: int = 16, lr: flo
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if schedule:
+            schedule.step()
     model.eval()

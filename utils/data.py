@@ -81,6 +81,16 @@ def corpus_articles(split: str = "train") -> list[dict[str, str]]:
     return articles
 
 
+def general_text() -> str:
+    """The course's shipped English outside the encyclopedic corpus: instruction records, SQuAD passages and
+    questions with their first answer, preference prompts with both answers (the smoke GPT-2's pre-training text)."""
+    squad, records = load_squad_sample(), load_instructions()
+    return "\n".join([*(" ".join(filter(None, (r["instruction"], r["input"], r["output"]))) for r in records),
+                      *sorted({r["context"] for r in squad}),
+                      *(r["question"] + " " + r["answers"]["text"][0] for r in squad),
+                      *(p["prompt"] + " " + p["chosen"] + " " + p["rejected"] for p in load_preferences())])
+
+
 # --- instructions (Alpaca form) ----------------------------------------------------------------------------
 
 def validate_instruction(record: dict[str, Any], where: str = "record") -> dict[str, str]:

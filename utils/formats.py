@@ -139,3 +139,28 @@ def response_only_labels(tokenizer, messages: list[dict[str, str]], template: st
     # 3. labels: -100 (ignored by the loss) over the prompt, the token ids over the answer
     labels = [IGNORE_INDEX] * len(prompt) + full[len(prompt):]
     return {"input_ids": full, "labels": labels, "prompt_length": len(prompt)}
+
+
+# --- response format adherence -------------------------------------------------------------------------------
+
+def ends_turn(model, tokenizer, messages: list[dict[str, str]]) -> bool:
+    """True when, read up to the end of the assistant's reference answer (rendered by the chat template), the model's
+    most likely next token is the one the trained format puts there: the end-of-turn (eos) token."""
+    import torch
+
+    example = response_only_labels(tokenizer, messages)
+    answer = example["input_ids"][example["prompt_length"]:]
+    if tokenizer.eos_token_id not in answer:
+        raise DataError("the chat template puts no end-of-turn token after the answer: there is no format to follow")
+    end = example["prompt_length"] + answer.index(tokenizer.eos_token_id)
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([example["input_ids"][:end]], device=model.device)).logits
+    return int(logits[0, -1].argmax()) == tokenizer.eos_token_id
+
+
+def format_adherence(model, tokenizer, records: list[dict[str, str]]) -> float:
+    """The share of Alpaca `records` whose reference answer the model ends with the end-of-turn token (`ends_turn`)."""
+    if not records:
+        raise ValueError("no records to rate")
+    model.eval()
+    return sum(ends_turn(model, tokenizer, alpaca_to_chatml(r)) for r in records) / len(records)

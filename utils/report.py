@@ -50,11 +50,13 @@ def to_jsonable(value: Any) -> Any:
 
 def save_results(ctx: RunContext, results: dict[str, Any], headline: dict[str, Any]) -> Path:
     """Write `<out_dir>/results.json`: all measured results, the exercise checks run (checks.passed) and a few
-    headline figures for the course summary."""
+    headline figures for the course summary. The headline's values become plain Python numbers in place, so a
+    notebook that shows it prints `2.66`, not `np.float64(2.66)`."""
     from .checks import passed
 
     if not headline:
         raise ValueError("headline must name at least one result for the course summary")
+    headline.update(to_jsonable(headline))
     if passed(ctx.notebook):
         results = {**results, "exercises": passed(ctx.notebook)}
     doc = {"notebook": ctx.notebook, "profile": ctx.profile, "reason": ctx.reason, "models": ctx.note or "as named",
