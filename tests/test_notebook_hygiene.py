@@ -49,3 +49,17 @@ def test_sync_is_idempotent(tmp_path):
     copy.write_text((ROOT / copy.name).read_text())
     notebooks.sync(copy)
     assert notebooks.sync(copy) is False
+
+
+def test_template_check_catches_unnumbered_sections_stray_exercises_and_long_cells():
+    nb = nbformat.read(ROOT / f"{EXPECTED[2]}.ipynb", as_version=4)
+    assert notebooks.template_problems(nb, f"{EXPECTED[2]}.ipynb") == []
+    heading = next(c for c in nb.cells if c.source.startswith("## 1. "))
+    heading.source = heading.source.replace("## 1. ", "## ", 1)
+    nb.cells.insert(8, nbformat.v4.new_markdown_cell("### Exercise 03.9 — out of place"))
+    nb.cells.insert(9, nbformat.v4.new_code_cell("\n".join(f"x{i} = {i}" for i in range(31))))
+    nb.cells = [c for c in nb.cells if not c.source.startswith("## Summary")]
+    found = "\n".join(notebooks.template_problems(nb, f"{EXPECTED[2]}.ipynb"))
+    for problem in ("must be numbered '## 1. ...'", "belongs in the '## Exercises' section", "31 lines of code",
+                    "close with ('## Exercises', '## Results', '## Summary')"):
+        assert problem in found, problem

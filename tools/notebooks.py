@@ -84,7 +84,7 @@ def problems(nb: nbformat.NotebookNode, name: str) -> list[str]:
             found.append(f"{name} cell {i}: metadata has {sorted(set(cell.metadata) - {'tags'})}")
         if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None):
             found.append(f"{name} cell {i}: has outputs or an execution count")
-    return found
+    return found + template_problems(nb, name)
 
 
 MAX_CODE_LINES = 30  # a code cell a learner can follow at a glance (the setup cell excepted)
