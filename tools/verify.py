@@ -30,10 +30,14 @@ CUT_DOWN: dict[str, dict[str, Any]] = {
     "06_dpo": {"STEPS": 4},
     "07_gguf_inference": {"MAX_NEW_TOKENS": 16},
 }
-# How a cut-down parameter scales a cost back to the profile's own setting: (setting key, what it scales).
-SCALES = {"MAX_STEPS": ("max_steps", "train_s"), "STEPS": ("steps", "train_s"),
-          "SAMPLE_SIZES": ("sample_sizes", "train_s"), "EVAL_QUESTIONS": ("eval_questions", "generate_s"),
-          "MAX_NEW_TOKENS": ("max_new_tokens", "generate_s")}
+# How a cut-down parameter scales a cost back to the profile's own setting: (setting, the cost it scales, how the
+# setting counts that cost's work: the number itself, or a function of it).
+SCALES: dict[str, list[tuple[str, str, Any]]] = {
+    "MAX_STEPS": [("max_steps", "train_s", None)], "STEPS": [("steps", "train_s", None)],
+    "SAMPLE_SIZES": [("sample_sizes", "train_s", sum),  # 05: examples trained
+                     ("sample_sizes", "generate_s", lambda sizes: 3 + len(sizes))],  # 3 baselines + a run per size
+    "EVAL_QUESTIONS": [("eval_questions", "generate_s", None)],
+    "MAX_NEW_TOKENS": [("max_new_tokens", "generate_s", None)]}
 _CHILD = """
 import json, resource, sys
 from pathlib import Path
@@ -98,12 +102,12 @@ def projected_s(row: dict[str, Any]) -> float | None:
     if row["error"] or row["seconds"] is None:
         return None
     full = settings(row["notebook"])[row["profile"]]
-    total = row["seconds"]
+    ratios = {"train_s": 1.0, "generate_s": 1.0}
     for param, value in row["parameters"].items():
-        key, cost = SCALES[param]
-        ratio = (sum(full[key]) / sum(value)) if isinstance(value, list) else full[key] / value
-        total += (row[cost] or 0) * (ratio - 1)
-    return round(total, 1)
+        for key, cost, count in SCALES[param]:
+            count = count or (lambda v: v)
+            ratios[cost] *= count(full[key]) / count(value)
+    return round(row["seconds"] + sum((row[cost] or 0) * (r - 1) for cost, r in ratios.items()), 1)
 
 
 def quiet_s(row: dict[str, Any]) -> float | None:
