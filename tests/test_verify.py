@@ -97,3 +97,12 @@ def test_quiet_estimate_removes_the_wait_for_other_jobs():
     assert verify.quiet_s(row) == 500.0  # the kernel had half the cores' time: the rest was waiting
     assert verify.quiet_s({**row, "cpu_s": 1500.0}) == 1000.0  # never more than the measured projection
     assert verify.quiet_s({**row, "projected_s": None}) is None
+
+
+def test_markdown_table_reports_each_measurement():
+    row = {"notebook": "06_dpo", "seconds": 600.0, "parameters": {"STEPS": 4}, "train_steps": 12, "step_s_mean": 5.25,
+           "gen_tok_s": 12.4, "peak_rss_mb": 4096.0, "load_avg": [1.2, 1.9], "projected_s": 900.0}
+    table = verify.markdown_table([row, {**row, "notebook": "07_x", "train_steps": 0, "projected_s": None,
+                                         "load_avg": None}])
+    assert "| 06 | 10.0 min, {'STEPS': 4} | 12 × 5.2 | 12 | 4.0 GB | 1.2 → 1.9 | 15.0 min |" in table
+    assert "| 07 |" in table and "failed" in table and "not recorded" in table

@@ -119,6 +119,21 @@ def quiet_s(row: dict[str, Any]) -> float | None:
     return round(row["projected_s"] * min(1.0, row["cpu_s"] / row["cores"] / row["seconds"]), 1)
 
 
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The measurements as the README's table: per notebook the cut-down run, its per-step time, peak memory and the
+    profile's projected run time."""
+    lines = ["| notebook | run (cut-down) | training steps × s/step | generated tok/s | peak RSS | load average | "
+             "projected full run |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        steps = f"{r['train_steps']} × {r['step_s_mean']:.1f}" if r["train_steps"] else "—"
+        tok_s = f"{r['gen_tok_s']:.0f}" if r["gen_tok_s"] else "—"
+        full = f"{r['projected_s'] / 60:.1f} min" if r["projected_s"] else "failed"
+        load = " → ".join(map(str, r["load_avg"])) if r.get("load_avg") else "not recorded"
+        lines.append(f"| {r['notebook'][:2]} | {r['seconds'] / 60:.1f} min, {r['parameters'] or 'as set'} | {steps} | "
+                     f"{tok_s} | {r['peak_rss_mb'] / 1024:.1f} GB | {load} | {full} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     from utils import manifest, standin
 
@@ -126,12 +141,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("select", nargs="*", help="notebook numbers or names (default: all)")
     parser.add_argument("--profile", default="cpu", choices=["cpu", "gpu"])
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per notebook (default 3600)")
+    parser.add_argument("--table", action="store_true", help="print the last runs' measurements as a markdown table")
     parser.add_argument("--t4", action="store_true", help="on a bigger GPU, act as a T4: one GPU, fp16 (no bf16), "
                         "15 GiB of memory (probe.emulate_t4)")
     args = parser.parse_args(argv)
     paths = [manifest.notebook_path(s) for s in args.select] if args.select else manifest.notebooks()
-    hf_home = standin.build(args.profile, [p.stem for p in paths])
     out_dir = runs_dir() / f"verify-{args.profile}{'-t4' if args.t4 else ''}"
+    if args.table:
+        rows = [json.loads((out_dir / f"{p.stem}.verify.json").read_text()) for p in paths
+                if (out_dir / f"{p.stem}.verify.json").is_file()]
+        for row in rows:  # the projection follows the notebook's current settings
+            row["projected_s"] = projected_s(row)
+        print(markdown_table(rows))
+        return 0
+    hf_home = standin.build(args.profile, [p.stem for p in paths])
     rows = []
     for nb in paths:
         print(f"[verify] {nb.stem} in {args.profile} against the stand-in, parameters {CUT_DOWN.get(nb.stem, {})}",
