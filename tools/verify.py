@@ -24,7 +24,7 @@ from utils.env import ROOT, runs_dir
 CUT_DOWN: dict[str, dict[str, Any]] = {
     "01_tokenization": {},
     "02_bpe_from_scratch": {},
-    "03_full_finetune_gpt2": {"MAX_STEPS": 20},
+    "03_full_finetune_gpt2": {"MAX_STEPS": 40},
     "04_lora_qlora": {"MAX_STEPS": 6},
     "05_llama2_squad": {"SAMPLE_SIZES": [8], "EVAL_QUESTIONS": 10},
     "06_dpo": {"STEPS": 4},
