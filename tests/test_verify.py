@@ -66,8 +66,8 @@ def test_probes_time_loads_steps_and_generation(tmp_path):
 def test_projection_scales_training_and_generation_to_the_profile():
     row = {"notebook": "05_llama2_squad", "profile": "cpu", "error": "", "seconds": 100.0, "train_s": 10.0,
            "generate_s": 20.0, "parameters": {"SAMPLE_SIZES": [8], "EVAL_QUESTIONS": 10}}
-    # cpu: sample_sizes [8, 16, 32] (7x the examples; 6 answer runs instead of 4), eval_questions 30 (3x the answers)
-    assert verify.projected_s(row) == 100.0 + 10.0 * 6 + 20.0 * (3 * 6 / 4 - 1)
+    # cpu: sample_sizes [16, 32, 64] (14x the examples; 6 answer runs instead of 4), eval_questions 50 (5x the answers)
+    assert verify.projected_s(row) == 100.0 + 10.0 * 13 + 20.0 * (5 * 6 / 4 - 1)
     assert verify.projected_s({**row, "error": "boom"}) is None
 
 
