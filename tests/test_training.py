@@ -1,3 +1,4 @@
+import mmap
 import time
 
 import pytest
@@ -41,9 +42,12 @@ def test_measure_times_counts_tokens_and_sees_memory_grow():
 
 def test_measure_base_is_the_memory_in_use_at_the_start():
     with training.Measure() as m:
-        block = torch.ones(16, 2**20)  # 64 MiB, held long enough for the sampler to see it
+        # 64 MiB of fresh pages, held long enough for the sampler to see them. An anonymous mmap always adds to the
+        # resident memory; a tensor may reuse pages an earlier test freed but the allocator kept (the suite's order).
+        block = mmap.mmap(-1, 64 * 2**20)
+        block.write(b"\x01" * len(block))
         time.sleep(0.2)
-        del block
+        block.close()
     assert 0 < m.base_mb < m.peak_mb
     assert m.peak_mb - m.base_mb > 48  # what the block added, without the process's baseline
 
