@@ -66,7 +66,7 @@ def hf_train(text: str, vocab_size: int, pattern: str):
 
 
 def bpe_benchmark(text: str, vocab_size: int = 4096, simple_merges: int = 32, simple_encode_bytes: int = 100_000,
-              progress: bool = False) -> dict[str, Any]:
+                  progress: bool = False) -> dict[str, Any]:
     """Time training and encoding of the simple, fast and Hugging Face BPE on `text` (Hugging Face single-threaded).
 
     The simple trainer recounts every pair at every merge, so it runs only the first `simple_merges` merges; the

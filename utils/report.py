@@ -57,8 +57,8 @@ def save_results(ctx: RunContext, results: dict[str, Any], headline: dict[str, A
     if not headline:
         raise ValueError("headline must name at least one result for the course summary")
     headline.update(to_jsonable(headline))
-    if passed(ctx.notebook):
-        results = {**results, "exercises": passed(ctx.notebook)}
+    if exercises := passed(ctx.notebook):
+        results = {**results, "exercises": exercises}
     doc = {"notebook": ctx.notebook, "profile": ctx.profile, "reason": ctx.reason, "models": ctx.note or "as named",
            "device": ctx.device,
            "settings": ctx.settings, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
