@@ -63,3 +63,13 @@ def test_template_check_catches_unnumbered_sections_stray_exercises_and_long_cel
     for problem in ("must be numbered '## 1. ...'", "belongs in the '## Exercises' section", "31 lines of code",
                     "close with ('## Exercises', '## Results', '## Summary')"):
         assert problem in found, problem
+
+
+def test_template_check_catches_long_markdown_cells():
+    nb = nbformat.read(ROOT / f"{EXPECTED[2]}.ipynb", as_version=4)
+    nb.cells.insert(8, nbformat.v4.new_markdown_cell(" ".join(["word"] * 150)))
+    assert notebooks.template_problems(nb, f"{EXPECTED[2]}.ipynb") == []
+    nb.cells[8].source += " word"
+    found = notebooks.template_problems(nb, f"{EXPECTED[2]}.ipynb")
+    assert found == [f"{EXPECTED[2]}.ipynb cell 8: 151 words of markdown (at most 150: split it next to the code it "
+                     "explains)"]

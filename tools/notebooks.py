@@ -88,13 +88,15 @@ def problems(nb: nbformat.NotebookNode, name: str) -> list[str]:
 
 
 MAX_CODE_LINES = 30  # a code cell a learner can follow at a glance (the setup cell excepted)
+MAX_MARKDOWN_WORDS = 150  # an explanation short enough to sit next to the code it explains
 OPENING = ("## What you will learn", "## Parameters")
 CLOSING = ("## Exercises", "## Results", "## Summary")  # the last three sections, in this order
 
 
 def template_problems(nb: nbformat.NotebookNode, name: str) -> list[str]:
     """Where a notebook leaves the course template: '# NN · Title', then What you will learn and Parameters,
-    sections '## 1. ...' numbered in order, then Exercises (every exercise), Results and Summary; short code cells."""
+    sections '## 1. ...' numbered in order, then Exercises (every exercise), Results and Summary; short code
+    and markdown cells."""
     found = []
     if not re.match(rf"# {name[:2]} · \S", nb.cells[1 if nb.cells[0].source.startswith("[![") else 0].source):
         found.append(f"{name}: the title must read '# {name[:2]} · <title>'")
@@ -115,6 +117,10 @@ def template_problems(nb: nbformat.NotebookNode, name: str) -> list[str]:
         lines = len(cell.source.splitlines())
         if cell.cell_type == "code" and lines > MAX_CODE_LINES and SETUP_CELL.strip() != cell.source:
             found.append(f"{name} cell {i}: {lines} lines of code (at most {MAX_CODE_LINES}: split it)")
+        words = len(cell.source.split())
+        if cell.cell_type == "markdown" and words > MAX_MARKDOWN_WORDS:
+            found.append(f"{name} cell {i}: {words} words of markdown (at most {MAX_MARKDOWN_WORDS}: "
+                         "split it next to the code it explains)")
     return found
 
 
