@@ -186,3 +186,11 @@ def test_smollm2_standin_pretokenizer_is_one_llama_cpp_recognizes(home):
     chktxt = ast.literal_eval(re.search(r"^\s*chktxt = (.+)$", source, re.M).group(1))
     gpt2 = GPT2TokenizerFast.from_pretrained(standin.gpt2_tokenizer_dir(home / "gpt2-check"))
     assert _tokenizer(home, "HuggingFaceTB/SmolLM2-135M-Instruct").encode(chktxt) == gpt2.encode(chktxt)
+
+
+def test_gpt2_bpe_keeps_each_special_once_even_where_gpt2_has_it(tmp_path):
+    # GPT-2 itself ends with <|endoftext|>: asked for as a tail special, it must not also stay in the middle
+    standin._gpt2_bpe(tmp_path, 50_259, tail=["<|endoftext|>", "<|im_end|>"])
+    vocab = json.loads((tmp_path / "vocab.json").read_text(encoding="utf-8"))
+    assert sorted(vocab.values()) == list(range(len(vocab)))  # contiguous ids, none lost to a duplicate
+    assert vocab["<|endoftext|>"] == len(vocab) - 2 and vocab["<|im_end|>"] == len(vocab) - 1

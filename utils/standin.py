@@ -171,7 +171,8 @@ def _gpt2_bpe(folder: Path, size: int, head: list[str] = (), tail: list[str] = (
     `size`), then `tail`; merges kept only where the merged token is in the vocabulary."""
     gpt2 = gpt2_bpe_files(Path(tempfile.mkdtemp(dir=folder)))
     encoder = json.loads((gpt2 / "vocab.json").read_text(encoding="utf-8"))
-    tokens = [t for t, _ in sorted(encoder.items(), key=lambda kv: kv[1]) if t not in head]
+    specials = {*head, *tail}  # each special once, at its own place, even where GPT-2 has the same string
+    tokens = [t for t, _ in sorted(encoder.items(), key=lambda kv: kv[1]) if t not in specials]
     tokens = tokens[:size - len(head) - len(tail)]
     vocab = {t: i for i, t in enumerate([*head, *tokens, *tail])}
     merges = [m for m in (gpt2 / "merges.txt").read_text(encoding="utf-8").splitlines()[1:]
