@@ -86,3 +86,11 @@ def test_every_runs_answers_are_saved_to_resume_from_and_the_gpu_budget_fits_a_f
     assert len(saved) == len(r["runs"]) and saved[0].startswith("QLoRA-n-")
     plan = {row["index"]: row for row in r["plan"]}  # the estimate's terms per profile, from settings and rates
     assert plan["gpu"]["total (min)"] < 45 and plan["smoke"]["total (min)"] < 2
+
+
+def test_the_verdict_sentence_follows_the_table(res):
+    r = res["results"]
+    f1 = {row["run"]: row["F1"] for row in r["table"]}
+    best_tuned = max((f"QLoRA n={n}" for n in r["sample_sizes"]), key=f1.get)
+    assert r["verdict"]["best tuned"] == best_tuned
+    assert r["verdict"]["tuned beat every baseline"] == (f1[best_tuned] > max(f1[b] for b in r["baselines"]))
