@@ -106,3 +106,6 @@ def test_markdown_table_reports_each_measurement():
                                          "load_avg": None}])
     assert "| 06 | 10.0 min, {'STEPS': 4} | 12 × 5.2 | 12 | 4.0 GB | 1.2 → 1.9 | 15.0 min |" in table
     assert "| 07 |" in table and "failed" in table and "not recorded" in table
+    timed_out = {**row, "seconds": None, "peak_rss_mb": None, "wall_s": 3600.0, "projected_s": None}
+    assert "| 06 | stopped after 60.0 min, {'STEPS': 4} | 12 × 5.2 | 12 | — | 1.2 → 1.9 | failed |" in (
+        verify.markdown_table([timed_out]))

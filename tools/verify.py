@@ -129,8 +129,11 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         tok_s = f"{r['gen_tok_s']:.0f}" if r["gen_tok_s"] else "—"
         full = f"{r['projected_s'] / 60:.1f} min" if r["projected_s"] else "failed"
         load = " → ".join(map(str, r["load_avg"])) if r.get("load_avg") else "not recorded"
-        lines.append(f"| {r['notebook'][:2]} | {r['seconds'] / 60:.1f} min, {r['parameters'] or 'as set'} | {steps} | "
-                     f"{tok_s} | {r['peak_rss_mb'] / 1024:.1f} GB | {load} | {full} |")
+        # a run that timed out or crashed reported no seconds or memory of its own: its wall time says how far it got
+        run = f"{r['seconds'] / 60:.1f} min" if r["seconds"] else f"stopped after {r['wall_s'] / 60:.1f} min"
+        rss = f"{r['peak_rss_mb'] / 1024:.1f} GB" if r["peak_rss_mb"] else "—"
+        lines.append(f"| {r['notebook'][:2]} | {run}, {r['parameters'] or 'as set'} | {steps} | {tok_s} | {rss} | "
+                     f"{load} | {full} |")
     return "\n".join(lines)
 
 
