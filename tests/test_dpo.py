@@ -119,9 +119,27 @@ def test_shipped_pairs_hold_out_evenly_by_criterion():
         dpo.load_pairs("shipped", 60, 2)
 
 
-def test_hub_pairs_are_converted_filtered_and_validated(monkeypatch):
+def _fake_hub_files(monkeypatch, rows):
+    """hf_hub_download and load_dataset('json', ...) faked: every file holds `rows`; returns the calls made."""
     import datasets
+    import huggingface_hub
 
+    calls = []
+
+    def download(repo_id, filename, repo_type):
+        calls.append([repo_id, filename, repo_type])
+        return f"/cache/{filename}"
+
+    def load(builder, data_files, split):
+        calls[-1].append(builder)
+        return datasets.Dataset.from_list(rows)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    monkeypatch.setattr(datasets, "load_dataset", load)
+    return calls
+
+
+def test_hub_pairs_are_converted_filtered_and_validated(monkeypatch):
     def transcript(q, a):
         return f"\n\nHuman: {q}\n\nAssistant: {a}"
 
@@ -130,24 +148,17 @@ def test_hub_pairs_are_converted_filtered_and_validated(monkeypatch):
     rows += [{"chosen": transcript("same", "x"), "rejected": transcript("same", "x")},
              {"chosen": transcript("a", "b") + transcript("c", "d"),
               "rejected": transcript("a", "b") + transcript("c", "e")}]
-    calls = []
-
-    def fake_load_dataset(name, data_dir, split):
-        calls.append((name, data_dir, split))
-        return datasets.Dataset.from_list(rows)
-
-    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    calls = _fake_hub_files(monkeypatch, rows)
     train, heldout, dropped = dpo.load_pairs("Anthropic/hh-rlhf", n_train=6, n_heldout=4, seed=1)
-    assert sorted(calls) == sorted(("Anthropic/hh-rlhf", d, s) for d in ("harmless-base", "helpful-base")
-                                   for s in ("train", "test"))
+    # each subset's split through its file (works offline from the cache), read as JSON: never load_dataset(data_dir=)
+    assert sorted(map(tuple, calls)) == sorted(("Anthropic/hh-rlhf", f"{d}/{s}.jsonl.gz", "dataset", "json")
+                                   for d in ("harmless-base", "helpful-base") for s in ("train", "test"))
     assert [p["criterion"] for p in train] == ["harmless"] * 3 + ["helpful"] * 3
     assert len(heldout) == 4 and all(p["chosen"].startswith("good") for p in train + heldout)
     assert set(dropped) <= {"chosen and rejected are the same text", "chosen side is not single-turn"}
 
 
 def test_malformed_hh_records_are_dropped_and_counted_by_reason_not_raised(monkeypatch):
-    import datasets
-
     def transcript(q, a):
         return f"\n\nHuman: {q}\n\nAssistant: {a}"
 
@@ -158,7 +169,7 @@ def test_malformed_hh_records_are_dropped_and_counted_by_reason_not_raised(monke
            {"chosen": transcript("a", "b") + transcript("c", "d"), "rejected": transcript("a", "e")},
            {"chosen": "no dialogue at all", "rejected": transcript("a", "e")},
            {"chosen": transcript("same", "x"), "rejected": transcript("same", "x")}]
-    monkeypatch.setattr(datasets, "load_dataset", lambda name, data_dir, split: datasets.Dataset.from_list(bad + good))
+    _fake_hub_files(monkeypatch, bad + good)
     train, heldout, dropped = dpo.load_pairs("Anthropic/hh-rlhf", n_train=8, n_heldout=8, seed=0)
     assert len(train) == len(heldout) == 8 and all(p["chosen"].startswith("good") for p in train + heldout)
     reasons = {"rejected side is not single-turn": 1, "chosen and rejected prompts differ": 1,

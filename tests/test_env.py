@@ -1,5 +1,6 @@
 import http.server
 import os
+import shutil
 import threading
 
 import pytest
@@ -200,7 +201,11 @@ def test_start_says_when_the_models_are_stand_ins(monkeypatch, tmp_path):
     from utils import standin
 
     home = tmp_path / "hf"
-    standin.build_model(home, "bert-base-uncased", weights=False)
+    repo = standin.build_model(tmp_path / "hub", "bert-base-uncased", weights=False)
+    snapshot = home / "hub" / "models--bert-base-uncased" / "snapshots" / "c0ffee"  # as a download leaves it
+    shutil.copytree(repo, snapshot)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("c0ffee")
     monkeypatch.setenv("HF_HOME", str(home))
     monkeypatch.setenv("COURSE_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setattr(env, "hub_reachable", lambda timeout=2.0: False)
@@ -211,6 +216,7 @@ def test_start_says_when_the_models_are_stand_ins(monkeypatch, tmp_path):
     table = ctx.table()
     assert table.loc["why"].iloc[0] == "PROFILE='cpu' was asked for; offline, from the local cache"
     assert table.loc["models"].iloc[0] == "random-weight stand-in: code path and cost only, not quality"
+    assert table.loc["first download"].iloc[0] == "≈ 1 MB, once (then from the cache)"  # utils.manifest.HUB_MB
     assert os.environ["HF_DATASETS_OFFLINE"] == "1"
     with pytest.raises(env.ProfileError, match="lacks tokenizer distilgpt2"):
         env.start("99_demo", "cpu", settings, bert="distilgpt2")

@@ -1,4 +1,5 @@
 import json
+from collections import Counter
 from types import SimpleNamespace
 
 import pytest
@@ -109,14 +110,27 @@ def test_labels_need_the_answer_last(tok):
 
 
 def test_load_alpaca_shipped_file_limit_and_bad_records(tmp_path):
-    assert formats.load_alpaca("local:instructions") == data.load_instructions()
-    assert len(formats.load_alpaca("local:instructions", limit=5)) == 5
+    assert formats.load_alpaca("local:instructions") == (data.load_instructions(), Counter())
+    assert len(formats.load_alpaca("local:instructions", limit=5)[0]) == 5
     with pytest.raises(ValueError, match="limit must be a positive number"):
         formats.load_alpaca("local:instructions", limit=0)
     path = tmp_path / "mine.jsonl"
     path.write_text(json.dumps(NO_INPUT) + "\n" + json.dumps({"instruction": "Do", "input": ""}) + "\n")
     with pytest.raises(DataError, match="mine.jsonl record 2: missing field 'output'"):
         formats.load_alpaca(path)
+
+
+def test_load_alpaca_drops_and_counts_empty_hub_rows(monkeypatch):
+    """Real alpaca-cleaned has rows with an empty instruction or output: a Hub dataset's are dropped and counted, and
+    `limit` counts the records kept."""
+    import datasets
+
+    rows = [NO_INPUT, {**NO_INPUT, "output": ""}, {**NO_INPUT, "instruction": " "}, {**NO_INPUT, "output": ""},
+            {**NO_INPUT, "output": "Fine."}, {**NO_INPUT, "output": "Also fine."}]
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, split: rows)
+    records, dropped = formats.load_alpaca("someone/alpaca", limit=2)
+    assert [r["output"] for r in records] == [NO_INPUT["output"], "Fine."]
+    assert dropped == Counter({"field 'output' is empty": 2, "field 'instruction' is empty": 1})
 
 
 class NextToken(torch.nn.Module):

@@ -23,7 +23,9 @@ def test_cpu_manifest_per_notebook():
     assert Item("dataset", "Salesforce/wikitext", "wikitext-2-raw-v1", None, ("train", "validation"), "data") \
         in m["03_full_finetune_gpt2"]
     assert {i.id for i in m["05_llama2_squad"]} == {"HuggingFaceTB/SmolLM2-135M-Instruct", "rajpurkar/squad",
-                                                    "roberta-large"}
+                                                    "roberta-large", "evaluate-metric/squad"}
+    assert Item("metric", "evaluate-metric/squad", setting="metric", required=False) in m["05_llama2_squad"]
+    assert {i.setting for i in m["07_gguf_inference"]} >= {"model", "speed_model", "embedder"}
     hh = [i for i in m["06_dpo"] if i.kind == "dataset"]
     assert [(i.data_dir, i.splits) for i in hh] == [("harmless-base", ("train", "test")),
                                                     ("helpful-base", ("train", "test"))]
@@ -38,6 +40,15 @@ def test_gpu_manifest_names_the_giants_and_smoke_needs_no_hub():
             "TinyLlama/TinyLlama-1.1B-Chat-v1.0"} <= {i.id for i in gpu if i.kind == "model"}
     smoke = manifest.unique(manifest.manifest("smoke"))
     assert all(not i.required for i in smoke)
+
+
+def test_download_sizes_come_from_the_one_table():
+    gb = lambda profile, nbs=None: manifest.download_mb(  # noqa: E731
+        manifest.unique(manifest.manifest(profile, nbs))) / 1000
+    assert gb("gpu", ["05"]) == pytest.approx(14.9, abs=0.05)  # Llama-2 13.5 GB + roberta-large 1.42 GB + SQuAD
+    assert gb("cpu") == pytest.approx(2.8, abs=0.05) and gb("gpu") == pytest.approx(22.0, abs=0.1)
+    with pytest.raises(ManifestError, match="HUB_MB"):
+        manifest.download_mb([Item("model", "someone/else")])
 
 
 def test_a_model_also_used_as_a_tokenizer_is_listed_once():

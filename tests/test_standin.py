@@ -1,14 +1,10 @@
-"""The Hub stand-in: published architectures, real tokenizer families and chat templates, datasets that load offline
-with the notebooks' own calls."""
+"""The Hub stand-in: published architectures, real tokenizer families and chat templates, the real repositories'
+file layouts (the served path that downloads them is tests/test_standin_runs.py)."""
 import json
-import subprocess
-import sys
 
 import pytest
 
-from utils import cache, manifest, standin, standin_data
-from utils.env import ROOT
-from utils.manifest import Item
+from utils import formats, standin, standin_data
 from utils.standin import PUBLISHED, StandinError
 
 STANDIN_SMOLLM2_SHIFT = 49152 - 17  # real id i -> 49135 + i (specials at the end)
@@ -16,20 +12,25 @@ STANDIN_SMOLLM2_SHIFT = 49152 - 17  # real id i -> 49135 + i (specials at the en
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
-    """A stand-in home with every tokenizer and config (no weights), distilgpt2 with weights, and the datasets."""
-    hf_home = tmp_path_factory.mktemp("standin")
+    """A stand-in Hub with every tokenizer and config (no weights), distilgpt2 with weights, the datasets and the
+    metric."""
+    root = tmp_path_factory.mktemp("standin")
     for repo_id in PUBLISHED:
-        standin.build_model(hf_home, repo_id, weights=repo_id == "distilgpt2")
-    for item in manifest.unique(manifest.manifest("cpu")):
-        if item.kind == "dataset":
-            standin_data.build_dataset(hf_home, item)
-    return hf_home
+        standin.build_model(root, repo_id, weights=repo_id == "distilgpt2")
+    for repo_id in standin_data.WRITERS:
+        standin_data.build_dataset(root, repo_id)
+    standin.build_metric(root, "evaluate-metric/squad")
+    return root
+
+
+def _repo(home, repo_id, kind="model"):
+    return standin.repo_dir(home, kind, repo_id)
 
 
 def _tokenizer(home, repo_id):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(cache.snapshot(repo_id, home))
+    return AutoTokenizer.from_pretrained(_repo(home, repo_id))
 
 
 def test_gpt2_tokenizer_is_openais(tmp_path):
@@ -52,7 +53,7 @@ def test_config_equals_the_published_values(home, repo_id):
     import torch
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(cache.snapshot(repo_id, home))
+    config = AutoConfig.from_pretrained(_repo(home, repo_id))
     for key, value in PUBLISHED[repo_id]["config"].items():
         if key == "rope_theta":
             assert config.rope_parameters["rope_theta"] == value
@@ -81,11 +82,11 @@ def test_tokenizers_are_of_the_real_family(home):
     assert roberta.convert_tokens_to_ids("<mask>") == 50264
     llama = _tokenizer(home, "NousResearch/Llama-2-7b-chat-hf")
     assert type(llama).__name__.startswith("LlamaTokenizer") and llama("Hi")["input_ids"][0] == 1
-    assert json.loads((cache.snapshot("roberta-large", home) / "tokenizer_config.json").read_text())[
+    assert json.loads((_repo(home, "roberta-large") / "tokenizer_config.json").read_text())[
         standin.MARKER_KEY] == standin.MARKER
-    assert standin.is_standin(cache.snapshot("roberta-large", home), "tokenizer")
-    assert standin.is_standin(cache.snapshot("gpt2", home), "model")  # random weights
-    assert not standin.is_standin(cache.snapshot("gpt2", home), "tokenizer")  # OpenAI's own BPE
+    assert standin.is_standin(_repo(home, "roberta-large"), "tokenizer")
+    assert standin.is_standin(_repo(home, "gpt2"), "model")  # random weights
+    assert not standin.is_standin(_repo(home, "gpt2"), "tokenizer")  # OpenAI's own BPE
 
 
 def test_chat_templates_render_the_real_formats(home):
@@ -98,54 +99,49 @@ def test_chat_templates_render_the_real_formats(home):
     rendered = zephyr.apply_chat_template([{"role": "system", "content": "S"}, *turn], tokenize=False,
                                           add_generation_prompt=True)
     assert rendered == "<|system|>\nS</s>\n<|user|>\nHi</s>\n<|assistant|>\n"
-    llama = _tokenizer(home, "NousResearch/Llama-2-7b-chat-hf")
+    llama = _tokenizer(home, "NousResearch/Llama-2-7b-chat-hf")  # published without one: 05's fallback renders it
     chat = [{"role": "system", "content": "S"}, *turn, {"role": "assistant", "content": "Yo"}]
-    assert llama.apply_chat_template(chat, tokenize=False) == "<s>[INST] <<SYS>>\nS\n<</SYS>>\n\nHi [/INST] Yo </s>"
+    assert llama.apply_chat_template(chat, chat_template=formats.LLAMA2_CHAT_TEMPLATE, tokenize=False) == (
+        "<s>[INST] <<SYS>>\nS\n<</SYS>>\n\nHi [/INST] Yo </s>")
 
 
-def test_cache_completeness(home):
-    assert cache.missing(manifest.needs("03", "cpu"), home) == []
-    assert cache.missing(manifest.needs("02", "cpu"), home) == []  # the gpt2 tokenizer (weights not needed)
-    lacking = cache.missing(manifest.needs("04", "cpu"), home)
-    assert [i.id for i in lacking] == ["HuggingFaceTB/SmolLM2-135M-Instruct", "gpt2"]  # built without weights
-    assert cache.missing([Item("dataset", "rajpurkar/squad", splits=("train", "test"))], home)  # no test split
+def test_repositories_have_the_published_layouts(home):
+    """The files and names the real repositories have: a loader that works on these works on the Hub's."""
+    def files(repo_id, kind):
+        folder = _repo(home, repo_id, kind)
+        return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                      if p.is_file() and p.name != standin.REPO_MARKER)
+
+    assert files("Salesforce/wikitext", "dataset") == ["README.md"] + [
+        f"wikitext-2-raw-v1/{s}-00000-of-00001.parquet" for s in ("test", "train", "validation")]
+    assert "config_name: wikitext-2-raw-v1" in (_repo(home, "Salesforce/wikitext", "dataset") / "README.md").read_text()
+    assert files("rajpurkar/squad", "dataset") == ["README.md", "plain_text/train-00000-of-00001.parquet",
+                                                   "plain_text/validation-00000-of-00001.parquet"]
+    assert files("Anthropic/hh-rlhf", "dataset") == ["README.md", "harmless-base/test.jsonl.gz",
+                                                     "harmless-base/train.jsonl.gz", "helpful-base/test.jsonl.gz",
+                                                     "helpful-base/train.jsonl.gz",
+                                                     "red-team-attempts/red_team_attempts.jsonl.gz"]
+    assert files("yahma/alpaca-cleaned", "dataset") == ["README.md", "alpaca_data_cleaned.json"]
+    assert {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+            "tokenizer_config.json"} <= set(files("distilgpt2", "model"))
+    space = _repo(home, "evaluate-metric/squad", "space")
+    assert files("evaluate-metric/squad", "space") == ["README.md", "compute_score.py", "squad.py"]
+    from importlib.metadata import version
+
+    assert json.loads((space / standin.REPO_MARKER).read_text())["tags"] == [f"v{version('evaluate')}"]
 
 
-LOADS = """
-import json
-from collections import Counter
-from datasets import load_dataset
-from utils import formats, lm, models, squad
-texts = lm.load_texts("Salesforce/wikitext:wikitext-2-raw-v1")
-alpaca = formats.load_alpaca("yahma/alpaca-cleaned", 800)
-train, valid = squad.load_splits("rajpurkar/squad")
-hh = {f"{d}/{s}": load_dataset("Anthropic/hh-rlhf", data_dir=d, split=s) for d in ("harmless-base", "helpful-base")
-      for s in ("train", "test")}
-model = models.load_causal_lm("distilgpt2")
-print(json.dumps({"train_lines": len(texts["train"]), "empty": texts["train"].count(""),
-                  "headings": sum(lm.is_heading(t) for t in texts["train"]), "alpaca": len(alpaca),
-                  "longest_input": max(len(r["input"]) for r in alpaca), "squad": [len(train), len(valid)],
-                  "multi_gold": sum(len(r["answers"]["text"]) > 1 for r in valid),
-                  "train_golds": sorted({len(r["answers"]["text"]) for r in train}),
-                  "hh": {k: len(v) for k, v in hh.items()}, "hh_columns": hh["helpful-base/test"].column_names,
-                  "multi_turn": sum(r["chosen"].count("Human:") > 1 for r in hh["harmless-base/train"]),
-                  "identical": sum(r["chosen"] == r["rejected"] for r in hh["harmless-base/train"]),
-                  "layers": model.config.n_layer, "standin": model.config.course_standin}))
-"""
-
-
-def test_notebook_calls_load_the_standin_offline(home):
-    env = {**standin.standin_env(home), "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-c", LOADS], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    got = json.loads(done.stdout.strip().splitlines()[-1])
-    assert got["train_lines"] > 1000 and got["empty"] > 100 and got["headings"] > 20
-    assert got["alpaca"] == 140 and got["longest_input"] > 4000
-    assert got["squad"] == [80, 60] and got["multi_gold"] > 5 and got["train_golds"] == [1]
-    assert min(got["hh"].values()) > 5 and got["hh_columns"] == ["chosen", "rejected"]
-    assert got["multi_turn"] == 1 and got["identical"] == 1
-    assert got["layers"] == 6 and got["standin"] == standin.MARKER
+def test_llama2_tokenizer_has_the_published_quirks(home):
+    """NousResearch/Llama-2-7b-chat-hf as published: no chat template, pad = <unk> (id 0), an added <pad> at 32000."""
+    folder = _repo(home, "NousResearch/Llama-2-7b-chat-hf")
+    assert "chat_template" not in json.loads((folder / "tokenizer_config.json").read_text())
+    assert not (folder / "chat_template.jinja").exists()
+    assert json.loads((folder / "special_tokens_map.json").read_text())["pad_token"] == "<unk>"
+    assert json.loads((folder / "added_tokens.json").read_text()) == {"<pad>": 32000}
+    assert json.loads((folder / "config.json").read_text())["pad_token_id"] == 0
+    tok = _tokenizer(home, "NousResearch/Llama-2-7b-chat-hf")
+    assert tok.chat_template is None and tok.pad_token == "<unk>" and tok.pad_token_id == 0
+    assert len(tok) == 32001 and tok.convert_tokens_to_ids("<pad>") == 32000  # one past the 32,000-row embedding
 
 
 def test_weights_are_sharded_seeded_and_load_without_missing_keys(tmp_path, monkeypatch):

@@ -1,7 +1,9 @@
 """Run notebooks in the cpu (or gpu) profile against the Hub stand-in, offline, with cut-down step counts and
 evaluation sizes, and record what they cost: per-step training time, load time, generated tokens/s, peak RSS.
+The stand-in is built (utils.standin), served as a Hub (tools.hub_server), downloaded by `utils.cache prefetch`
+into a cache of its own, and the notebooks then run offline from that cache: the learner's path after `make prefetch`.
 
-Usage: python -m tools.verify --profile cpu [05 ...]   (builds the stand-in if missing; exit 1 if a notebook fails)
+Usage: python -m tools.verify --profile cpu [05 ...]   (exit 1 if a notebook fails)
 """
 from __future__ import annotations
 
@@ -14,10 +16,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from utils.env import ROOT, runs_dir
+from utils.env import OFFLINE_SWITCHES, ROOT, runs_dir
 
 # Parameters that cut a notebook's steps and evaluation sizes for a verification run (sizes of models and
 # sequences stay those of the profile).
@@ -54,13 +58,64 @@ print(json.dumps({"seconds": seconds, "peak_rss_mb": round(usage.ru_maxrss / 102
 """
 
 
+def standin_home() -> Path:
+    """The Hugging Face cache that verify's prefetch fills from the stand-in Hub (COURSE_STANDIN_HOME, default
+    .cache/standin-home; git-ignored): separate from the learner's own cache."""
+    return Path(os.environ.get("COURSE_STANDIN_HOME", ROOT / ".cache" / "standin-home"))
+
+
+@contextmanager
+def served_hub(root: Path) -> Iterator[str]:
+    """The stand-in Hub under `root` served by tools.hub_server in a child process on a free port; yields its
+    HF_ENDPOINT and stops the server on exit (also when the body fails)."""
+    proc = subprocess.Popen([sys.executable, "-m", "tools.hub_server", str(root)], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        line = proc.stdout.readline().strip()
+        if not line.startswith("HF_ENDPOINT="):
+            raise RuntimeError(f"the stand-in Hub did not start (exit {proc.poll()}): {line!r}")
+        yield line.split("=", 1)[1]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _cache_command(args: list[str], env: dict[str, str]) -> None:
+    done = subprocess.run([sys.executable, "-m", "utils.cache", *args], cwd=ROOT, env=env)
+    if done.returncode:
+        raise RuntimeError(f"`python -m utils.cache {' '.join(args)}` failed (exit {done.returncode}): see above")
+
+
+def prefetched(profile: str, nbs: list[str] | None = None, hf_home: Path | None = None,
+               kinds: list[str] | None = None) -> Path:
+    """Build the stand-in of what `nbs` need in `profile`, serve it, download it into `hf_home` with `make prefetch`'s
+    command, then check offline that the cache is complete; returns `hf_home`."""
+    from utils import standin
+
+    hf_home = Path(hf_home or standin_home())
+    root = standin.build(profile, nbs, kinds=kinds)
+    selection = [a for nb in nbs or [] for a in ("--nb", nb)] + [a for k in kinds or [] for a in ("--kind", k)]
+    online = {k: v for k, v in os.environ.items() if k not in OFFLINE_SWITCHES}
+    with served_hub(root) as endpoint:
+        print(f"[verify] prefetch {profile} from the stand-in Hub at {endpoint} into {hf_home}", flush=True)
+        _cache_command(["prefetch", "--profile", profile, *selection],
+                       {**online, "HF_HOME": str(hf_home), "HF_ENDPOINT": endpoint, "PYTHONPATH": str(ROOT)})
+    _cache_command(["check", "--profile", profile, *selection],
+                   {**os.environ, **standin.offline_env(hf_home), "PYTHONPATH": str(ROOT)})
+    return hf_home
+
+
 def verify_one(nb: Path, profile: str, out_dir: Path, hf_home: Path, timeout: int = 3600,
                t4: bool = False) -> dict[str, Any]:
     """Run one notebook against the stand-in in a child process (its kernel's peak RSS is the child's children's)
     with the cost probes installed, and with `t4` on one GPU made to act as a T4; returns the measurements and the
     error ('' when it passed)."""
     from tools import probe
-    from utils.standin import standin_env
+    from utils.standin import offline_env
 
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out_dir / nb.stem, ignore_errors=True)  # a fresh run: no checkpoint of an earlier one to resume
@@ -68,8 +123,9 @@ def verify_one(nb: Path, profile: str, out_dir: Path, hf_home: Path, timeout: in
     log.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory() as ipython_dir:
         probe.startup_file(Path(ipython_dir), t4=t4)
-        env = {**os.environ, **standin_env(hf_home), "IPYTHONDIR": ipython_dir, probe.LOG_VAR: str(log),
-               "PYTHONPATH": str(ROOT), **({"CUDA_VISIBLE_DEVICES": "0"} if t4 else {})}
+        path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)  # keep what was there
+        env = {**os.environ, **offline_env(hf_home), "IPYTHONDIR": ipython_dir, probe.LOG_VAR: str(log),
+               "PYTHONPATH": path, **({"CUDA_VISIBLE_DEVICES": "0"} if t4 else {})}
         params = json.dumps(CUT_DOWN.get(nb.stem, {}))
         start, load_before = time.perf_counter(), os.getloadavg()[0]
         proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(nb), profile, str(out_dir), params], cwd=ROOT,
@@ -138,7 +194,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from utils import manifest, standin
+    from utils import manifest
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("select", nargs="*", help="notebook numbers or names (default: all)")
@@ -157,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             row["projected_s"] = projected_s(row)
         print(markdown_table(rows))
         return 0
-    hf_home = standin.build(args.profile, [p.stem for p in paths])
+    hf_home = prefetched(args.profile, [p.stem for p in paths])
     rows = []
     for nb in paths:
         print(f"[verify] {nb.stem} in {args.profile} against the stand-in, parameters {CUT_DOWN.get(nb.stem, {})}",

@@ -133,12 +133,19 @@ def load_pairs(source: str, n_train: int, n_heldout: int, seed: int = 0
         taken = {p["id"] for p in heldout}
         return [p for p in pairs if p["id"] not in taken][:n_train], heldout, Counter()
     from datasets import load_dataset
+    from huggingface_hub import hf_hub_download
+
+    from .manifest import DATASET_FILES
 
     out, dropped = {"train": [], "test": []}, Counter()
     for split, size in (("train", n_train), ("test", n_heldout)):
         for subset, criterion, share in (("harmless-base", "harmless", size - size // 2),
                                          ("helpful-base", "helpful", size // 2)):
-            rows = load_dataset(source, data_dir=subset, split=split).shuffle(seed=seed)
+            # the subset's file from the Hub cache (downloaded once; offline, read from the cache), then read as JSON:
+            # load_dataset(source, data_dir=subset) would prepare a cache that offline lookups cannot find
+            path = hf_hub_download(source, DATASET_FILES[source].format(data_dir=subset, split=split),
+                                   repo_type="dataset")
+            rows = load_dataset("json", data_files=path, split="train").shuffle(seed=seed)
             kept, why = pairs_from_hh(rows, criterion, share)
             out[split] += kept
             dropped += why

@@ -15,6 +15,9 @@ PROFILES = ("smoke", "cpu", "gpu")
 FROM_04 = "from-04"  # MODEL_NAME for notebook 04's merged model (06, 07) instead of the profile's model
 ROOT = Path(__file__).resolve().parent.parent
 FROM_CACHE = "offline, from the local cache"
+# The Hugging Face libraries' offline switches. Each library reads its own when it is first imported, so they are set
+# before any of them is: a notebook imports transformers, datasets, peft, trl or evaluate only after env.start.
+OFFLINE_SWITCHES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_EVALUATE_OFFLINE")
 
 
 class ProfileError(ValueError):
@@ -145,6 +148,17 @@ def standin_note(items: list) -> str:
     return ""
 
 
+def _download(items: list) -> str:
+    """The first table's line on what a first run downloads, from the manifest's table of published sizes."""
+    from .manifest import ManifestError, download_mb
+
+    try:
+        mb = download_mb(items)
+        return (f"≈ {mb / 1000:.1f} GB" if mb >= 1000 else f"≈ {mb:.0f} MB") + ", once (then from the cache)"
+    except ManifestError:  # e.g. MODEL_NAME set to a model outside the course's table
+        return "unknown: a model outside the course's table of sizes (utils.manifest.HUB_MB)"
+
+
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and torch so that a rerun gives the same numbers."""
     import numpy as np
@@ -190,6 +204,7 @@ class RunContext:
     model_source: str = ""
     gpus: str = ""
     note: str = ""  # e.g. that the models are random-weight stand-ins
+    download: str = ""  # what a first run downloads (cpu and gpu)
 
     def __getitem__(self, key: str) -> Any:
         return self.settings[key]
@@ -201,6 +216,7 @@ class RunContext:
         rows = [("runs on", self.platform), ("device", self.device), ("profile", self.profile), ("why", self.reason)]
         rows += [("GPUs", self.gpus)] if self.gpus else []
         rows += [("models", self.note)] if self.note else []
+        rows += [("first download", self.download)] if self.download else []
         for key, value in self.settings.items():
             note = " (set in parameters)" if key in self.overrides else ""
             rows.append((key, f"{value}{note}"))
@@ -235,12 +251,12 @@ def start(notebook: str, profile: str, settings_by_profile: dict[str, dict[str, 
         settings["model"] = str(merged_model_of_04(name))
         source = f"notebook 04's merged model (MODEL_NAME='{FROM_04}')"
     if name == "smoke" or reason.endswith(FROM_CACHE):
-        for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-            os.environ[var] = "1"
+        os.environ.update(dict.fromkeys(OFFLINE_SWITCHES, "1"))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     set_seed(seed)
     out = runs_dir() / notebook
     out.mkdir(parents=True, exist_ok=True)
     note = standin_note(needs(name)) if name != "smoke" else ""
+    download = _download(needs(name)) if name != "smoke" else ""
     return RunContext(notebook, name, reason, detect_platform(), device_name(), settings, out, seed, given,
-                      source if "model" in settings else "", gpus, note)
+                      source if "model" in settings else "", gpus, note, download)

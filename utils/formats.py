@@ -2,6 +2,7 @@
 chat messages, and response-only labels (the loss sees only the answer's tokens)."""
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -56,21 +57,28 @@ def alpaca_text(record: dict[str, Any]) -> str:
     return alpaca_prompt(record) + validate_instruction(record)["output"]
 
 
-def load_alpaca(name: str | Path, limit: int | None = None) -> list[dict[str, str]]:
-    """Alpaca records from 'local:instructions' (the shipped set), a .jsonl file or a Hub dataset name (its
-    train split, first `limit` rows); every record is validated and a bad one raises DataError naming it."""
+def load_alpaca(name: str | Path, limit: int | None = None) -> tuple[list[dict[str, str]], Counter]:
+    """Alpaca records from 'local:instructions' (the shipped set), a .jsonl file or a Hub dataset name (its train
+    split, the first `limit` valid records), and the count of dropped records by reason. The course's own files must
+    be valid (a bad record raises DataError naming it); a Hub dataset's empty instructions or outputs are real-world
+    data, dropped and counted."""
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be a positive number of records or None, got {limit}")
     if str(name) == "local:instructions":
-        records = load_instructions()
-    elif str(name).endswith(".jsonl"):
-        records = load_instructions(name)
-    else:
-        from datasets import load_dataset
+        return load_instructions()[:limit], Counter()
+    if str(name).endswith(".jsonl"):
+        return load_instructions(name)[:limit], Counter()
+    from datasets import load_dataset
 
-        rows = load_dataset(str(name), split=f"train[:{limit}]" if limit else "train")
-        records = [validate_instruction(dict(r), f"{name} record {i}") for i, r in enumerate(rows, start=1)]
-    return records[:limit] if limit else records
+    records, dropped = [], Counter()
+    for i, row in enumerate(load_dataset(str(name), split="train"), start=1):
+        try:
+            records.append(validate_instruction(dict(row), f"{name} record {i}"))
+        except DataError as err:
+            dropped[str(err).split(": ", 1)[-1]] += 1
+        if limit and len(records) == limit:
+            break
+    return records, dropped
 
 
 # --- chat messages -------------------------------------------------------------------------------------------

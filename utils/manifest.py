@@ -15,9 +15,9 @@ from typing import Any
 
 from .env import PROFILES, ROOT
 
-KINDS = ("model", "tokenizer", "dataset", "spacy", "nltk")
+KINDS = ("model", "tokenizer", "dataset", "metric", "spacy", "nltk")
 # Setting keys that name a model whose weights are loaded, and keys that name a model whose tokenizer alone is used.
-MODEL_KEYS = ("model", "gpt2_model", "bertscore_model", "embedder")
+MODEL_KEYS = ("model", "gpt2_model", "bertscore_model", "embedder", "speed_model")
 TOKENIZER_KEYS = ("bert", "gpt2", "chat", "gpt2_tokenizer")
 # How the course's loaders call load_dataset for a dataset setting: (data_dir, splits) per call.
 # lm.load_texts('path:config') -> train + validation; formats.load_alpaca -> train; squad.load_splits -> train +
@@ -29,7 +29,31 @@ DATASET_CALLS: dict[str, tuple[tuple[str | None, tuple[str, ...]], ...]] = {
     "Anthropic/hh-rlhf": (("harmless-base", ("train", "test")), ("helpful-base", ("train", "test"))),
 }
 DATASET_KEYS = ("data", "dataset", "pairs")
+# Datasets the loaders read through their files (hf_hub_download, then load_dataset("json", data_files=...)) instead of
+# load_dataset(id): hh-rlhf's subsets have other schemas side by side, and datasets' offline cache cannot find a
+# load_dataset(id, data_dir=...) prepared online (it is named after the resolved files, looked up by data_dir).
+DATASET_FILES = {"Anthropic/hh-rlhf": "{data_dir}/{split}.jsonl.gz"}
+METRIC_KEYS = ("metric",)  # evaluate.load(name) fetches the Space evaluate-metric/<name>
 NLTK_DATA = "punkt_tab"  # what nltk_sentence_tokenizer(download=True) fetches
+
+
+# What a first download of each item costs, in MB: one table, the source of every size the course states (05's first
+# table, the README's download totals). Source: the published repositories' file listings on huggingface.co, counting
+# the files the course downloads (cache.MODEL_FILES for a model, cache.TOKENIZER_FILES for a tokenizer alone: weights
+# in their published dtype, tokenizer and config files; a dataset: the files of the configs or subsets loaded).
+# Cross-checked totals (shared/notes/offline-stack.md): Llama-2-7B chat 13.5 GB, roberta-large 1.42 GB, a full cpu
+# prefetch ≈ 2.8 GB, gpu ≈ 22 GB. The stand-in Hub's random-weight copies are the same size only for the weights.
+HUB_MB = {
+    ("model", "gpt2"): 550, ("tokenizer", "gpt2"): 2, ("model", "distilgpt2"): 355,
+    ("tokenizer", "bert-base-uncased"): 1,
+    ("model", "HuggingFaceTB/SmolLM2-135M-Instruct"): 273, ("tokenizer", "HuggingFaceTB/SmolLM2-135M-Instruct"): 4,
+    ("model", "HuggingFaceTB/SmolLM2-360M-Instruct"): 728, ("model", "HuggingFaceTB/SmolLM2-1.7B-Instruct"): 3424,
+    ("model", "TinyLlama/TinyLlama-1.1B-Chat-v1.0"): 2202, ("tokenizer", "TinyLlama/TinyLlama-1.1B-Chat-v1.0"): 2,
+    ("model", "NousResearch/Llama-2-7b-chat-hf"): 13479, ("model", "roberta-large"): 1423,
+    ("model", "sentence-transformers/all-MiniLM-L6-v2"): 92,
+    ("dataset", "Salesforce/wikitext"): 8, ("dataset", "rajpurkar/squad"): 16, ("dataset", "yahma/alpaca-cleaned"): 44,
+    ("dataset", "Anthropic/hh-rlhf"): 31, ("metric", "evaluate-metric/squad"): 0.01,
+}
 
 
 class ManifestError(ValueError):
@@ -110,6 +134,12 @@ def settings(nb: str) -> dict[str, dict[str, Any]]:
     raise ManifestError(f"{path.name} has no `SETTINGS = {{...}}` assignment in a code cell")
 
 
+def dataset_files(item: Item) -> list[str]:
+    """The repository files a dataset read through its files needs ([] for one read with load_dataset(id))."""
+    pattern = DATASET_FILES.get(item.id)
+    return [pattern.format(data_dir=item.data_dir, split=s) for s in item.splits] if pattern else []
+
+
 def _dataset_items(key: str, value: str) -> list[Item]:
     path, _, config = value.partition(":")
     if path not in DATASET_CALLS:
@@ -133,6 +163,8 @@ def items(profile_settings: dict[str, Any]) -> list[Item]:
             out.append(Item("model", value, setting=key))
         elif key in TOKENIZER_KEYS:
             out.append(Item("tokenizer", value, setting=key))
+        elif key in METRIC_KEYS:  # optional: without it 05 skips its comparison with the official metric
+            out.append(Item("metric", f"evaluate-metric/{value}", setting=key, required=False))
         elif key == "spacy":
             out.append(Item("spacy", value, setting=key, required=False))
     if profile_settings.get("fetch_nltk_data") is True:
@@ -149,10 +181,11 @@ def needs(nb: str, profile: str) -> list[Item]:
     return items(settings(nb)[profile])
 
 
-def manifest(profile: str, nbs: list[str] | None = None) -> dict[str, list[Item]]:
-    """{notebook stem: items} for `profile` and the given notebooks (default: all)."""
+def manifest(profile: str, nbs: list[str] | None = None, kinds: list[str] | None = None) -> dict[str, list[Item]]:
+    """{notebook stem: items} for `profile` and the given notebooks (default: all), of the given kinds (default:
+    all)."""
     paths = [notebook_path(nb) for nb in nbs] if nbs else notebooks()
-    return {p.stem: needs(str(p), profile) for p in paths}
+    return {p.stem: [i for i in needs(str(p), profile) if not kinds or i.kind in kinds] for p in paths}
 
 
 def unique(by_notebook: dict[str, list[Item]]) -> list[Item]:
@@ -165,15 +198,26 @@ def unique(by_notebook: dict[str, list[Item]]) -> list[Item]:
     return [i for i in seen.values() if not (i.kind == "tokenizer" and i.id in models)]
 
 
+def download_mb(entries: list[Item]) -> float:
+    """MB a first download of `entries` costs (HUB_MB; a dataset counted once for all its subsets and splits)."""
+    keys = {(i.kind, i.id) for i in entries if i.kind in ("model", "tokenizer", "dataset", "metric")}
+    unknown = keys - set(HUB_MB)
+    if unknown:
+        raise ManifestError(f"no download size for {sorted(unknown)}: add it to utils.manifest.HUB_MB with its source")
+    return sum(HUB_MB[k] for k in keys)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu", choices=PROFILES)
     parser.add_argument("--nb", action="append", help="notebook number or name (repeatable; default all)")
     args = parser.parse_args(argv)
-    for stem, entries in manifest(args.profile, args.nb).items():
-        print(f"{stem} [{args.profile}]")
+    by_notebook = manifest(args.profile, args.nb)
+    for stem, entries in by_notebook.items():
+        print(f"{stem} [{args.profile}] first download ≈ {download_mb(entries) / 1000:.2f} GB")
         for item in entries:
             print(f"  {item.label()}" + ("" if item.required else "  (optional: the notebook has a fallback)"))
+    print(f"all of them ≈ {download_mb(unique(by_notebook)) / 1000:.1f} GB")
 
 
 if __name__ == "__main__":

@@ -146,6 +146,18 @@ def messages(row: dict[str, Any], answer: str | None = None, system: str = SYSTE
     return turns + ([{"role": "assistant", "content": answer}] if answer is not None else [])
 
 
+def load_tokenizer(name: str):
+    """The model's tokenizer with the Llama-2 chat template where it ships none (NousResearch's Llama-2-7b-chat-hf
+    publishes none); its own pad token is kept (Llama-2: <unk>, id 0, never the added <pad> one past the embedding)."""
+    from .formats import LLAMA2_CHAT_TEMPLATE
+    from .models import load_tokenizer as load
+
+    tok = load(name)
+    if tok.chat_template is None:
+        tok.chat_template = LLAMA2_CHAT_TEMPLATE
+    return tok
+
+
 def build_prompt(tok, row: dict[str, Any], style: str = "instruction",
                  shots: Sequence[dict[str, Any]] = ()) -> str:
     """The full prompt text, special tokens included (tokenize it with add_special_tokens=False).
@@ -267,3 +279,17 @@ def summarize_sheet(path: str | Path, scores=None):
         means = joined.groupby("rating")[list(scores.columns)].mean().reindex(order)
         table = table.join(means.add_prefix("mean "))
     return pd.DataFrame(table).rename_axis("rating")
+
+
+def official_metric(name: str = "squad") -> tuple[Any, str]:
+    """evaluate's metric `name` (its Space evaluate-metric/<name>) when the Hub answers or `make prefetch` cached it,
+    else None and why not."""
+    from .cache import present
+    from .env import hub_reachable
+    from .manifest import Item
+
+    if not (hub_reachable() or present(Item("metric", f"evaluate-metric/{name}"))):
+        return None, "the Hub is not reachable (offline) and `make prefetch` has not cached it"
+    import evaluate
+
+    return evaluate.load(name), ""

@@ -1,8 +1,9 @@
-"""A Hub stand-in: every model and dataset the manifest lists, under its real name, in a Hugging Face cache of its own,
-so that the cpu and gpu profiles run offline with exactly the notebooks' loading calls. Models have the published
-architecture with seeded random weights; tokenizers are of the real family; datasets come from the shipped data.
+"""A Hub stand-in: every model, dataset and metric the manifest lists, under its real name and in its real
+repository's file layout, in a folder that `tools.hub_server` serves as a Hub, so that `make prefetch` and the
+notebooks download it with the libraries' own code. Models have the published architecture with seeded random
+weights; tokenizers are of the real family; datasets come from the shipped data.
 
-Usage: python -m utils.standin build --profile cpu [--nb 05]   (then run with the environment `standin_env()` gives)
+Usage: python -m utils.standin build --profile cpu [--nb 05]   (then `make hub`, `make prefetch`, or `make verify`)
 """
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .env import ROOT
+from .env import OFFLINE_SWITCHES, ROOT
 
 MARKER_KEY = "course_standin"
 MARKER = "random-weight stand-in: code path and cost only, not quality"
+REPO_MARKER = ".hubrepo"  # marks a repository folder for tools.hub_server (JSON: {"tags": [...]})
 
 # Published architecture facts: the values of each model's config.json on the Hub (source: the model card's
 # repository, file config.json), the dtype its safetensors are published in, and its tokenizer family.
@@ -51,7 +53,8 @@ PUBLISHED: dict[str, dict[str, Any]] = {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 32000, "hidden_size": 4096,
         "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 32,
         "max_position_embeddings": 4096, "rope_theta": 10000.0, "rms_norm_eps": 1e-5, "hidden_act": "silu",
-        "tie_word_embeddings": False, "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "float16"}},
+        "tie_word_embeddings": False, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0,
+        "torch_dtype": "float16"}},
     "roberta-large": {"tokenizer": "roberta", "config": {
         "architectures": ["RobertaForMaskedLM"], "model_type": "roberta", "vocab_size": 50265, "hidden_size": 1024,
         "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16,
@@ -84,54 +87,41 @@ ZEPHYR_TEMPLATE = (
     "eos_token }}\n{% elif message['role'] == 'system' %}\n{{ '<|system|>\n' + message['content'] + eos_token }}\n"
     "{% elif message['role'] == 'assistant' %}\n{{ '<|assistant|>\n'  + message['content'] + eos_token }}\n"
     "{% endif %}\n{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}")
-LLAMA2_TEMPLATE = (
-    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
-    "{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}"
-    "{% set system_message = false %}{% endif %}{% for message in loop_messages %}"
-    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
-    "{% if loop.index0 == 0 and system_message != false %}"
-    "{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
-    "{% else %}{% set content = message['content'] %}{% endif %}{% if message['role'] == 'user' %}"
-    "{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'assistant' %}"
-    "{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}")
-
-
 class StandinError(RuntimeError):
     """A stand-in that cannot be built (a missing package, a file that fails its checksum, an unknown model)."""
 
 
-def home() -> Path:
-    """The stand-in's HF_HOME (COURSE_STANDIN_HOME, default .cache/standin in the repository; git-ignored)."""
-    return Path(os.environ.get("COURSE_STANDIN_HOME", ROOT / ".cache" / "standin"))
+def hub_root() -> Path:
+    """The stand-in Hub's repositories (COURSE_STANDIN_HUB, default .cache/standin-hub in the repository;
+    git-ignored): {models,datasets,spaces}/<repo id>/, as `tools.hub_server` serves them."""
+    return Path(os.environ.get("COURSE_STANDIN_HUB", ROOT / ".cache" / "standin-hub"))
 
 
-def standin_env(hf_home: Path | None = None) -> dict[str, str]:
-    """Environment variables that point the Hugging Face libraries at the stand-in, offline."""
-    return {"HF_HOME": str(hf_home or home()), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1"}
+def offline_env(hf_home: Path) -> dict[str, str]:
+    """Environment variables for a run offline from the Hugging Face cache in `hf_home`."""
+    return {"HF_HOME": str(hf_home), **dict.fromkeys(OFFLINE_SWITCHES, "1")}
 
 
-def _commit(repo_id: str) -> str:
-    return hashlib.sha1(f"course-standin {repo_id}".encode()).hexdigest()
+def repo_dir(root: Path, kind: str, repo_id: str) -> Path:
+    """The folder of repository `repo_id` of `kind` ('model', 'dataset', 'space') under the stand-in Hub's root."""
+    return Path(root) / f"{kind}s" / repo_id
 
 
-def snapshot_dir(hf_home: Path, repo_id: str) -> Path:
-    """Where huggingface_hub looks for the files of model `repo_id` (revision main) under `hf_home`."""
-    return hf_home / "hub" / f"models--{repo_id.replace('/', '--')}" / "snapshots" / _commit(repo_id)
-
-
-def _publish(hf_home: Path, repo_id: str, built: Path) -> Path:
-    """Move a finished folder into the cache layout and point refs/main at it (atomic: a half build never shows)."""
-    target = snapshot_dir(hf_home, repo_id)
+def publish(root: Path, kind: str, repo_id: str, built: Path, tags: tuple[str, ...] = ()) -> Path:
+    """Move a finished folder in as repository `repo_id` and mark it (atomic: a half build never shows)."""
+    target = repo_dir(root, kind, repo_id)
     target.parent.mkdir(parents=True, exist_ok=True)
+    (built / REPO_MARKER).write_text(json.dumps({"tags": list(tags)}), encoding="utf-8")
     if target.exists():
         shutil.rmtree(target)
     built.rename(target)
-    refs = target.parent.parent / "refs"
-    refs.mkdir(exist_ok=True)
-    (refs / "main").write_text(_commit(repo_id))
     return target
+
+
+def scratch(root: Path) -> Path:
+    """A fresh temporary folder under the Hub's root (same file system, so `publish` can rename it)."""
+    Path(root).mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="build-", dir=root))
 
 
 # --- tokenizers ----------------------------------------------------------------------------------------------
@@ -213,9 +203,9 @@ def _bert_tokenizer(folder: Path, vocab_size: int):
     return BertTokenizerFast.from_pretrained(folder, do_lower_case=True, model_max_length=512)
 
 
-def _sentencepiece_tokenizer(folder: Path, vocab_size: int, template: str):
+def _sentencepiece_tokenizer(folder: Path, vocab_size: int, template: str | None):
     """A Llama SentencePiece tokenizer (BPE, byte fallback, <unk>/<s>/</s> = 0/1/2) trained on the shipped corpus
-    with as many pieces as it supports (up to `vocab_size`)."""
+    with as many pieces as it supports (up to `vocab_size`), filled to `vocab_size` with unused pieces."""
     import sentencepiece as spm
     from transformers import LlamaTokenizer
 
@@ -228,11 +218,25 @@ def _sentencepiece_tokenizer(folder: Path, vocab_size: int, template: str):
                                    character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
                                    max_sentence_length=16384, minloglevel=2, num_threads=os.cpu_count() or 1)
     text.unlink()
-    (folder / "spm.model").rename(folder / "tokenizer.model")
+    _fill_pieces(folder / "spm.model", folder / "tokenizer.model", vocab_size)
+    (folder / "spm.model").unlink()
     (folder / "spm.vocab").unlink()
     tok = LlamaTokenizer.from_pretrained(folder, add_bos_token=True, legacy=False)
     tok.chat_template = template
     return tok
+
+
+def _fill_pieces(source: Path, target: Path, vocab_size: int) -> None:
+    """Copy a SentencePiece model, filled up to `vocab_size` pieces with UNUSED ones (never produced from text), so
+    the vocabulary has the published size and a token added after it gets the published id (Llama-2's <pad>: 32000)."""
+    from sentencepiece import sentencepiece_model_pb2 as model_pb2
+
+    model = model_pb2.ModelProto()
+    model.ParseFromString(source.read_bytes())
+    for n in range(len(model.pieces), vocab_size):
+        piece = model.pieces.add()
+        piece.piece, piece.score, piece.type = f"<standin-unused-{n}>", 0.0, model_pb2.ModelProto.SentencePiece.UNUSED
+    target.write_bytes(model.SerializeToString())
 
 
 def _tinyllama_tokenizer(folder: Path, vocab_size: int):
@@ -243,7 +247,23 @@ def _tinyllama_tokenizer(folder: Path, vocab_size: int):
 
 
 def _llama2_tokenizer(folder: Path, vocab_size: int):
-    return _sentencepiece_tokenizer(folder, vocab_size, LLAMA2_TEMPLATE)
+    return _sentencepiece_tokenizer(folder, vocab_size, None)  # published without a chat template
+
+
+# NousResearch/Llama-2-7b-chat-hf as published: no chat template, pad = <unk>, and an added <pad> at id 32000, one
+# past the 32,000-row embedding (so the id must never reach the model).
+LLAMA2_SPECIALS_MAP = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<unk>", "unk_token": "<unk>"}
+LLAMA2_ADDED = {"<pad>": 32000}
+
+
+def _llama2_as_published(folder: Path) -> None:
+    path = folder / "tokenizer_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config.pop("chat_template", None)
+    path.write_text(json.dumps({**config, "pad_token": None}, indent=2, ensure_ascii=False), encoding="utf-8")
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+    (folder / "special_tokens_map.json").write_text(json.dumps(LLAMA2_SPECIALS_MAP, indent=2), encoding="utf-8")
+    (folder / "added_tokens.json").write_text(json.dumps(LLAMA2_ADDED), encoding="utf-8")
 
 
 TOKENIZERS = {"smollm2": _smollm2_tokenizer, "roberta": _roberta_tokenizer, "bert": _bert_tokenizer,
@@ -265,6 +285,8 @@ def write_tokenizer(repo_id: str, folder: Path) -> None:
     path = folder / "tokenizer_config.json"
     config = json.loads(path.read_text(encoding="utf-8"))
     path.write_text(json.dumps({**config, MARKER_KEY: MARKER}, indent=2, ensure_ascii=False), encoding="utf-8")
+    if family == "llama2":
+        _llama2_as_published(folder)
 
 
 # --- weights ----------------------------------------------------------------------------------------------------
@@ -329,34 +351,41 @@ def _match_token_ids(folder: Path) -> None:
     path.write_text(json.dumps(config, indent=2), encoding="utf-8")
 
 
-def build_model(hf_home: Path, repo_id: str, weights: bool = True) -> Path:
-    """Write the stand-in of `repo_id` (config, tokenizer and, with `weights`, random weights) into the cache."""
+def _generation_config(folder: Path) -> None:
+    """generation_config.json as save_pretrained writes it: the config's bos/eos/pad ids."""
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    ids = {k: config[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id") if config.get(k) is not None}
+    (folder / "generation_config.json").write_text(json.dumps(ids, indent=2), encoding="utf-8")
+
+
+def build_model(root: Path, repo_id: str, weights: bool = True) -> Path:
+    """Write the stand-in repository of `repo_id` (config, generation config, tokenizer and, with `weights`, random
+    weights) under the Hub's root."""
     if repo_id in REAL:
-        return _publish_real(hf_home, repo_id)
+        return _publish_real(root, repo_id)
     if repo_id not in PUBLISHED:
         raise StandinError(f"no published architecture for '{repo_id}' in utils.standin.PUBLISHED: add its "
                            f"config.json values (known: {sorted(PUBLISHED)})")
-    hf_home.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="build-", dir=hf_home))
+    folder = scratch(root)
     try:
         config = {**PUBLISHED[repo_id]["config"], MARKER_KEY: MARKER}
         (folder / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
         write_tokenizer(repo_id, folder)
         _match_token_ids(folder)
+        _generation_config(folder)
         if weights:
             write_weights(repo_id, folder)
-        return _publish(hf_home, repo_id, folder)
+        return publish(root, "model", repo_id, folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _publish_real(hf_home: Path, repo_id: str) -> Path:
+def _publish_real(root: Path, repo_id: str) -> Path:
     from .assets import minilm_dir
 
-    hf_home.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="build-", dir=hf_home))
+    folder = scratch(root)
     shutil.copytree(minilm_dir(), folder, dirs_exist_ok=True)
-    return _publish(hf_home, repo_id, folder)
+    return publish(root, "model", repo_id, folder)
 
 
 def is_standin(folder: Path, kind: str = "model") -> bool:
@@ -366,42 +395,76 @@ def is_standin(folder: Path, kind: str = "model") -> bool:
     return path.is_file() and MARKER_KEY in json.loads(path.read_text(encoding="utf-8"))
 
 
+# --- the metric ----------------------------------------------------------------------------------------------
+
+METRIC_SOURCE = Path(__file__).parent / "squad_metric"  # the course's SQuAD v1.1 script, written for the stand-in
+
+
+def build_metric(root: Path, repo_id: str) -> Path:
+    """The Space `repo_id` (evaluate-metric/squad) with the course's metric script, tagged with the installed
+    evaluate's version: `evaluate.load` asks for that tag (e.g. v0.4.6) and does not fall back to main."""
+    from importlib.metadata import version
+
+    if repo_id != "evaluate-metric/squad":
+        raise StandinError(f"the stand-in has no metric '{repo_id}' (known: evaluate-metric/squad)")
+    folder = scratch(root)
+    try:
+        for name in ("squad.py", "compute_score.py"):
+            shutil.copyfile(METRIC_SOURCE / name, folder / name)
+        (folder / "README.md").write_text("---\ntitle: SQuAD\nsdk: gradio\ntags:\n- evaluate\n- metric\n---\n"
+                                          "Course stand-in of the SQuAD v1.1 metric.\n", encoding="utf-8")
+        return publish(root, "space", repo_id, folder, tags=(f"v{version('evaluate')}",))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 # --- the command ---------------------------------------------------------------------------------------------
 
-def build(profile: str, nbs: list[str] | None = None, hf_home: Path | None = None, force: bool = False) -> Path:
-    """Build every manifest entry of `profile` (and the given notebooks) that the stand-in home lacks."""
-    from . import cache, manifest, standin_data
+def built(root: Path, item) -> bool:
+    """True when the stand-in Hub holds `item`'s repository (a model's with its weights)."""
+    folder = repo_dir(root, "space" if item.kind == "metric" else "dataset" if item.kind == "dataset" else "model",
+                      item.id)
+    if not (folder / REPO_MARKER).is_file():
+        return False
+    return item.kind != "model" or any(folder.glob("*.safetensors"))
 
-    hf_home = Path(hf_home or home())
-    todo = [i for i in manifest.unique(manifest.manifest(profile, nbs)) if i.required]
-    for item in todo:
-        if not force and not cache.missing([item], hf_home):
+
+def build(profile: str, nbs: list[str] | None = None, root: Path | None = None, force: bool = False,
+          kinds: list[str] | None = None) -> Path:
+    """Build every manifest entry of `profile` (the given notebooks, the given kinds) that the stand-in Hub lacks."""
+    from . import manifest, standin_data
+
+    root = Path(root or hub_root())
+    for item in manifest.unique(manifest.manifest(profile, nbs, kinds)):
+        if item.kind in ("spacy", "nltk"):  # their own channels (pip, nltk.download), not the Hub
+            continue
+        if not force and built(root, item):
             print(f"[standin] {item.label()}: already built")
             continue
         start = time.perf_counter()
         if item.kind == "dataset":
-            standin_data.build_dataset(hf_home, item)
+            standin_data.build_dataset(root, item.id)
+        elif item.kind == "metric":
+            build_metric(root, item.id)
         else:
-            build_model(hf_home, item.id, weights=item.kind == "model")
+            build_model(root, item.id, weights=item.kind == "model")
         print(f"[standin] {item.label()}: built in {time.perf_counter() - start:.1f} s", flush=True)
-    return hf_home
+    return root
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["build", "env"])
+    parser.add_argument("command", choices=["build"])
     parser.add_argument("--profile", default="cpu", choices=["cpu", "gpu"])
     parser.add_argument("--nb", action="append", help="notebook number or name (repeatable; default all)")
+    parser.add_argument("--kind", action="append", help="only these kinds: model, tokenizer, dataset, metric")
     parser.add_argument("--force", action="store_true", help="rebuild entries that exist")
     args = parser.parse_args(argv)
-    if args.command == "env":
-        print(" ".join(f"{k}={v}" for k, v in standin_env().items()))
-        return
     try:
-        where = build(args.profile, args.nb, force=args.force)
+        where = build(args.profile, args.nb, force=args.force, kinds=args.kind)
     except StandinError as err:
         sys.exit(f"[standin] {err}")
-    print(f"[standin] done: HF_HOME={where}")
+    print(f"[standin] done: the stand-in Hub's repositories are in {where} (serve them with `make hub`)")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
-"""The stand-in's datasets: wikitext-2-raw-v1, alpaca-cleaned, squad and hh-rlhf with their real schemas, built from
-the shipped data plus the awkward rows the real datasets have, written as the prepared Arrow cache that `datasets`
-reads with HF_DATASETS_OFFLINE=1."""
+"""The stand-in's datasets: wikitext-2-raw-v1, alpaca-cleaned, squad and hh-rlhf with their real schemas and their
+real repositories' file layouts (parquet, JSON, jsonl.gz, dataset cards with their YAML `configs`), built from the
+shipped data plus the awkward rows the real datasets have."""
 from __future__ import annotations
 
-import hashlib
+import gzip
 import json
 import shutil
 from collections.abc import Callable
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .data import corpus_text, load_instructions, load_preferences, load_squad_sample
-from .manifest import Item
+from .standin import publish, scratch
 
 VALID_PASSAGES = 6  # SQuAD sample passages that form the validation split (60 questions: cpu evaluates 50)
 
@@ -37,14 +37,19 @@ def wikitext_rows() -> dict[str, list[dict[str, str]]]:
     return {"train": rows("train"), "validation": valid, "test": valid}
 
 
+ALPACA_EMPTY = 2  # rows of the stand-in's alpaca with an empty instruction or output (the real one has such rows)
+
+
 def alpaca_rows() -> dict[str, list[dict[str, str]]]:
     """The shipped instructions, plus one whose input is far longer than any profile's max_length (real
-    alpaca-cleaned has inputs of thousands of characters)."""
+    alpaca-cleaned has inputs of thousands of characters) and ALPACA_EMPTY rows with an empty output or instruction."""
     records = [{"output": r["output"], "input": r["input"], "instruction": r["instruction"]}
                for r in load_instructions()]
     article = " ".join(corpus_text("valid").split()[:900])
     records.insert(3, {"instruction": "Summarize the following article in two sentences.", "input": article,
                        "output": "The article describes its subject's history and features. It ends with its legacy."})
+    records.insert(5, {"instruction": "Describe the picture.", "input": "", "output": ""})
+    records.insert(9, {"instruction": "", "input": "", "output": "Hello."})
     return {"train": records}
 
 
@@ -94,43 +99,119 @@ def hh_rows(data_dir: str) -> dict[str, list[dict[str, str]]]:
     return {"train": odd[:3] + rows[:cut] + odd[3:], "test": odd[:3] + rows[cut:] + odd[3:]}
 
 
-ROWS: dict[str, tuple[str, Callable[..., dict[str, list[dict[str, Any]]]]]] = {
-    "Salesforce/wikitext": ("wikitext", wikitext_rows), "yahma/alpaca-cleaned": ("alpaca", alpaca_rows),
-    "rajpurkar/squad": ("squad", squad_rows), "Anthropic/hh-rlhf": ("hh", hh_rows)}
-CONFIG_NAMES = {"rajpurkar/squad": "plain_text"}  # the config a plain load_dataset(id) prepares
+def red_team_rows() -> list[dict[str, Any]]:
+    """hh-rlhf's red-team-attempts have another schema (a transcript with ratings, no chosen/rejected): the reason a
+    loader must name the subset it reads."""
+    return [{"transcript": _dialogue(p["prompt"], p["rejected"]), "min_harmlessness_score_transcript": -1.5,
+             "num_params": "52B", "model_type": "plain lm", "rating": 2.0, "task_description": p["prompt"],
+             "tags": None, "is_upworker": False} for p in load_preferences()[:4]]
 
 
-def build_dataset(hf_home: Path, item: Item) -> Path:
-    """Write `item`'s splits as datasets' prepared cache (dataset_info.json + <name>-<split>.arrow) where
-    load_dataset(id, config, data_dir=…) finds it offline; returns the folder."""
-    from datasets import BuilderConfig, DatasetInfo, SplitDict, SplitInfo
-    from datasets.arrow_writer import ArrowWriter
-    from datasets.naming import camelcase_to_snakecase
+# Dataset cards: the published cards' YAML front matter (`configs` where the repository has them: a repository without
+# a loading script needs them to name its configs; `default: true` marks the config a plain load_dataset(id) takes).
+CARDS = {
+    "Salesforce/wikitext": """---
+language:
+- en
+license:
+- cc-by-sa-3.0
+- gfdl
+pretty_name: WikiText
+configs:
+- config_name: wikitext-2-raw-v1
+  data_files:
+  - split: test
+    path: wikitext-2-raw-v1/test-*
+  - split: train
+    path: wikitext-2-raw-v1/train-*
+  - split: validation
+    path: wikitext-2-raw-v1/validation-*
+---
+""",
+    "rajpurkar/squad": """---
+language:
+- en
+license: cc-by-sa-4.0
+pretty_name: SQuAD
+configs:
+- config_name: plain_text
+  data_files:
+  - split: train
+    path: plain_text/train-*
+  - split: validation
+    path: plain_text/validation-*
+  default: true
+---
+""",
+    "Anthropic/hh-rlhf": """---
+license: mit
+tags:
+- human-feedback
+---
+""",
+    "yahma/alpaca-cleaned": """---
+license: cc-by-4.0
+language:
+- en
+tags:
+- instruction-finetuning
+pretty_name: Alpaca-Cleaned
+task_categories:
+- text-generation
+---
+""",
+}
+STANDIN_NOTE = ("\n# Course stand-in\n\nRows built from the course's shipped data: the real schema and layout, not the "
+                "real data.\n")
 
-    if item.id not in ROWS:
-        raise ValueError(f"the stand-in has no rows for dataset '{item.id}' (known: {sorted(ROWS)})")
-    kind, make = ROWS[item.id]
-    splits = make(item.data_dir) if item.data_dir else make()
-    features = _features(kind)
-    *namespace, name = item.id.split("/")
-    name = camelcase_to_snakecase(name)
-    config_name = item.config or CONFIG_NAMES.get(item.id, "default")
-    kwargs = {"data_dir": item.data_dir} if item.data_dir else {}
-    config_id = BuilderConfig(config_name).create_config_id(kwargs)
-    digest = hashlib.sha256(json.dumps(splits, sort_keys=True).encode()).hexdigest()[:16]
-    folder = hf_home / "datasets" / "___".join([*namespace, name]) / config_id / "0.0.0" / digest
-    tmp = folder.with_name(digest + ".incomplete")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    split_dict = SplitDict(dataset_name=name)
-    for split, rows in splits.items():
-        with ArrowWriter(features=features, path=str(tmp / f"{name}-{split}.arrow")) as writer:
-            for row in rows:
-                writer.write(features.encode_example(row))
-            count, size = writer.finalize()
-        split_dict.add(SplitInfo(name=split, num_bytes=size, num_examples=count, dataset_name=name))
-    DatasetInfo(dataset_name=name, config_name=config_id, features=features, splits=split_dict,
-                version="0.0.0").write_to_directory(str(tmp))
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
-    return folder
+
+def _parquet(rows: list[dict[str, Any]], kind: str, path: Path) -> None:
+    from datasets import Dataset
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Dataset.from_list(rows, features=_features(kind)).to_parquet(str(path))
+
+
+def _jsonl_gz(rows: list[dict[str, Any]], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+
+def _wikitext(folder: Path) -> None:
+    for split, rows in wikitext_rows().items():
+        _parquet(rows, "wikitext", folder / "wikitext-2-raw-v1" / f"{split}-00000-of-00001.parquet")
+
+
+def _squad(folder: Path) -> None:
+    for split, rows in squad_rows().items():
+        _parquet(rows, "squad", folder / "plain_text" / f"{split}-00000-of-00001.parquet")
+
+
+def _hh(folder: Path) -> None:
+    for subset in ("harmless-base", "helpful-base"):
+        for split, rows in hh_rows(subset).items():
+            _jsonl_gz(rows, folder / subset / f"{split}.jsonl.gz")
+    _jsonl_gz(red_team_rows(), folder / "red-team-attempts" / "red_team_attempts.jsonl.gz")
+
+
+def _alpaca(folder: Path) -> None:
+    (folder / "alpaca_data_cleaned.json").write_text(json.dumps(alpaca_rows()["train"], indent=4, ensure_ascii=False),
+                                                     encoding="utf-8")
+
+
+WRITERS: dict[str, Callable[[Path], None]] = {"Salesforce/wikitext": _wikitext, "rajpurkar/squad": _squad,
+                                              "Anthropic/hh-rlhf": _hh, "yahma/alpaca-cleaned": _alpaca}
+
+
+def build_dataset(root: Path, repo_id: str) -> Path:
+    """Write dataset `repo_id` in its real repository's layout, with its card, under the stand-in Hub's root."""
+    if repo_id not in WRITERS:
+        raise ValueError(f"the stand-in has no rows for dataset '{repo_id}' (known: {sorted(WRITERS)})")
+    folder = scratch(root)
+    try:
+        WRITERS[repo_id](folder)
+        (folder / "README.md").write_text(CARDS[repo_id] + STANDIN_NOTE, encoding="utf-8")
+        return publish(root, "dataset", repo_id, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
