@@ -190,3 +190,14 @@ def test_gpt2_bpe_keeps_each_special_once_even_where_gpt2_has_it(tmp_path):
     vocab = json.loads((tmp_path / "vocab.json").read_text(encoding="utf-8"))
     assert sorted(vocab.values()) == list(range(len(vocab)))  # contiguous ids, none lost to a duplicate
     assert vocab["<|endoftext|>"] == len(vocab) - 2 and vocab["<|im_end|>"] == len(vocab) - 1
+
+
+def test_gpu_checks_direct_mode_puts_a_model_where_a_download_would(home, tmp_path):
+    from utils import cache
+    from utils.manifest import Item
+
+    snapshot = standin.link_into_cache(home, tmp_path, "distilgpt2")
+    assert cache.snapshot("distilgpt2", tmp_path) == snapshot
+    assert cache.present(Item("model", "distilgpt2"), tmp_path)
+    assert (snapshot / "model.safetensors").stat().st_ino == (
+        standin.repo_dir(home, "model", "distilgpt2") / "model.safetensors").stat().st_ino  # linked, not copied

@@ -91,13 +91,20 @@ def _cache_command(args: list[str], env: dict[str, str]) -> None:
 
 
 def prefetched(profile: str, nbs: list[str] | None = None, hf_home: Path | None = None,
-               kinds: list[str] | None = None) -> Path:
+               kinds: list[str] | None = None, direct_models: bool = False) -> Path:
     """Build the stand-in of what `nbs` need in `profile`, serve it, download it into `hf_home` with `make prefetch`'s
-    command, then check offline that the cache is complete; returns `hf_home`."""
-    from utils import standin
+    command, then check offline that the cache is complete; returns `hf_home`. With `direct_models` (the gpu check:
+    a 13.5 GB Llama-2 is impractical to serve there) models and tokenizers are hard-linked into the cache instead,
+    and only datasets and metrics are served and downloaded."""
+    from utils import manifest, standin
 
     hf_home = Path(hf_home or standin_home())
     root = standin.build(profile, nbs, kinds=kinds)
+    if direct_models:
+        for item in manifest.unique(manifest.manifest(profile, nbs, kinds)):
+            if item.kind in ("model", "tokenizer"):
+                standin.link_into_cache(root, hf_home, item.id)
+        kinds = [k for k in kinds or manifest.KINDS if k not in ("model", "tokenizer")]
     selection = [a for nb in nbs or [] for a in ("--nb", nb)] + [a for k in kinds or [] for a in ("--kind", k)]
     online = {k: v for k, v in os.environ.items() if k not in OFFLINE_SWITCHES}
     with served_hub(root) as endpoint:
@@ -213,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             row["projected_s"] = projected_s(row)
         print(markdown_table(rows))
         return 0
-    hf_home = prefetched(args.profile, [p.stem for p in paths])
+    hf_home = prefetched(args.profile, [p.stem for p in paths], direct_models=args.profile == "gpu")
     rows = []
     for nb in paths:
         print(f"[verify] {nb.stem} in {args.profile} against the stand-in, parameters {CUT_DOWN.get(nb.stem, {})}",

@@ -207,11 +207,30 @@ def download_mb(entries: list[Item]) -> float:
     return sum(HUB_MB[k] for k in keys)
 
 
+def _size(mb: float) -> str:
+    return "—" if not mb else f"{mb / 1000:.1f} GB" if mb >= 1000 else f"{mb:.0f} MB"
+
+
+def sizes_table() -> str:
+    """The README's table of first-download sizes: per notebook for cpu and gpu, and each profile's total."""
+    lines = ["| notebook | cpu | gpu |", "| --- | --- | --- |"]
+    by_profile = {p: manifest(p) for p in ("cpu", "gpu")}
+    for stem in by_profile["cpu"]:
+        lines.append(f"| {stem[:2]} | " + " | ".join(_size(download_mb(by_profile[p][stem])) for p in by_profile)
+                     + " |")
+    totals = " | ".join(_size(download_mb(unique(by_profile[p]))) for p in by_profile)
+    return "\n".join([*lines, f"| all, each item once | {totals} |"])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu", choices=PROFILES)
     parser.add_argument("--nb", action="append", help="notebook number or name (repeatable; default all)")
+    parser.add_argument("--sizes", action="store_true", help="print the README's table of first-download sizes")
     args = parser.parse_args(argv)
+    if args.sizes:
+        print(sizes_table())
+        return
     by_notebook = manifest(args.profile, args.nb)
     for stem, entries in by_notebook.items():
         print(f"{stem} [{args.profile}] first download ≈ {download_mb(entries) / 1000:.2f} GB")

@@ -418,6 +418,20 @@ def build_metric(root: Path, repo_id: str) -> Path:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def link_into_cache(root: Path, hf_home: Path, repo_id: str) -> Path:
+    """The gpu check's direct mode: model `repo_id` put into the hub cache under `hf_home` as a download would
+    leave it (snapshot + refs/main), by hard links, without serving its many GB over HTTP. Returns the snapshot."""
+    source = repo_dir(root, "model", repo_id)
+    cache = Path(hf_home) / "hub" / f"models--{repo_id.replace('/', '--')}"
+    commit = hashlib.sha1(f"direct {repo_id}".encode()).hexdigest()
+    shutil.rmtree(cache, ignore_errors=True)
+    shutil.copytree(source, cache / "snapshots" / commit, copy_function=os.link,
+                    ignore=shutil.ignore_patterns(REPO_MARKER))
+    (cache / "refs").mkdir()
+    (cache / "refs" / "main").write_text(commit)
+    return cache / "snapshots" / commit
+
+
 # --- the command ---------------------------------------------------------------------------------------------
 
 def built(root: Path, item) -> bool:
