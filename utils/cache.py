@@ -201,7 +201,8 @@ def prefetch(profile: str, nbs: list[str] | None = None, kinds: list[str] | None
 
 
 def _size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
+    """Bytes of the files under `folder`, each once (the hub cache's snapshot links point at its blobs)."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def main(argv: list[str] | None = None) -> None:
