@@ -146,3 +146,26 @@ def test_fp16_trainers_get_the_overflow_check(gpt2):
     assert [type(c).__name__ for c in added] == ["FiniteLogs"]
     training.fp32_trainable(types.SimpleNamespace(model=gpt2, args=_args(False), add_callback=added.append))
     assert len(added) == 1  # fp32 and bf16 have the range: no check
+
+
+def test_04_trains_with_an_8bit_optimizer_that_is_not_paged():
+    """Paged state sits in CUDA unified memory: max_memory_allocated misses it and bitsandbytes never frees it."""
+    import json
+
+    from transformers import Trainer, TrainingArguments
+
+    from utils.env import ROOT
+
+    cells = json.loads((ROOT / "04_lora_qlora.ipynb").read_text())["cells"]
+    recipe = next("".join(c["source"]) for c in cells if "def sft_args" in "".join(c["source"]))
+    optim = re.search(r'optim="([^"]+)"', recipe).group(1)
+    cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(TrainingArguments("unused", optim=optim, use_cpu=True))
+    assert "bitsandbytes" in cls.__module__ and kwargs.get("optim_bits") == 8 and not kwargs.get("is_paged")
+
+
+def test_a_tuned_model_generates_in_its_bases_dtype(gpt2):
+    import copy
+
+    model = models.cast_floats(copy.deepcopy(gpt2), torch.float16)
+    assert {p.dtype for p in model.parameters()} == {torch.float16}
+    assert {p.dtype for p in models.cast_floats(model, torch.float32).parameters()} == {torch.float32}
