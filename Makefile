@@ -54,5 +54,5 @@ verify: setup  ## the learner's cpu (gpu) path offline: stand-in served, prefetc
 	@echo "[verify] $(HUB_PROFILE) profile: stand-in Hub served, prefetched, then run offline (random weights: code path and cost, not quality)"
 	@$(PY) -m tools.verify --profile $(HUB_PROFILE) $(NB)
 
-gpu-check:  ## on a CUDA machine without internet: gpu profile of NB (default all) as a T4 against the stand-in; wheels from .whl/
+gpu-check:  ## on a CUDA machine without internet, in one call of <= 300 s: gpu profile of NB (default 04 06) cut down, as a T4 against the stand-in; wheels from .whl/
 	@bash scripts/gpu_check.sh $(NB)

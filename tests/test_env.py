@@ -220,3 +220,62 @@ def test_start_says_when_the_models_are_stand_ins(monkeypatch, tmp_path):
     assert os.environ["HF_DATASETS_OFFLINE"] == "1"
     with pytest.raises(env.ProfileError, match="lacks tokenizer distilgpt2"):
         env.start("99_demo", "cpu", settings, bert="distilgpt2")
+
+
+def _gpu(monkeypatch, capability: tuple[int, int], name: str, archs: list[str]) -> None:
+    """A fake CUDA device for torch: its compute capability, name, and the architectures torch was built for."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=0: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: name)
+    monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: archs)
+
+
+CU128 = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]  # Kaggle's torch: no sm_60 kernels
+
+
+def test_kaggle_p100_is_treated_as_no_gpu_and_forcing_gpu_says_what_to_choose(monkeypatch, tmp_path):
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    monkeypatch.setenv("COURSE_RUNS_DIR", str(tmp_path))
+    _gpu(monkeypatch, (6, 0), "Tesla P100-PCIE-16GB", CU128)
+    _machine(monkeypatch, True, True, set())
+    profile, why = env.choose_profile("auto", NEEDS.get)
+    assert profile == "cpu"
+    assert why.startswith("auto: Kaggle's Tesla P100-PCIE-16GB (compute capability 6.0) is not supported by "
+                          "bitsandbytes/trl") and "GPU T4 ×2" in why
+    with pytest.raises(env.ProfileError, match=r"P100.*compute capability 6\.0.*bitsandbytes/trl.*GPU T4 ×2"):
+        env.choose_profile("gpu", NEEDS.get)
+    import torch
+
+    ctx = env.start("99_demo", "cpu", SETTINGS)  # the cpu profile then runs on the CPU: torch sees no GPU
+    assert not torch.cuda.is_available() and os.environ["CUDA_VISIBLE_DEVICES"] == ""
+    assert "P100" in ctx.table().loc["GPUs"].iloc[0]
+
+
+@pytest.mark.parametrize("capability,archs,refused", [
+    ((7, 5), CU128, ""),  # a T4
+    ((8, 9), ["sm_80", "sm_90"], ""),  # no sm_89 build, but sm_80 kernels run on any 8.x
+    ((12, 0), ["sm_70", "sm_80", "sm_90"], "has no kernels in torch"),  # newer than this torch
+    ((3, 7), ["sm_37", "sm_50"], "not supported by bitsandbytes/trl"),  # a K80 on an old torch
+])
+def test_gpu_refusal_follows_capability_and_torchs_kernels(monkeypatch, capability, archs, refused):
+    monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE", raising=False)
+    monkeypatch.delenv("COLAB_RELEASE_TAG", raising=False)
+    _gpu(monkeypatch, capability, "Some GPU", archs)
+    got = env.gpu_refusal()
+    assert (refused in got and "compute capability 7.0 or newer" in got) if refused else got == ""
+
+
+@pytest.mark.parametrize("preset,expected,noted", [("0,1", "0", True), ("1, 0", "1", True), ("1", "1", False),
+                                                   (None, "0", True)])
+def test_kaggle_keeps_one_gpu_even_when_several_are_preset(monkeypatch, preset, expected, noted):
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Batch")
+    if preset is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", preset)
+    note = env.one_gpu_on_kaggle()
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == expected
+    assert bool(note) is noted and (preset is None or not noted or f"was {preset}" in note)

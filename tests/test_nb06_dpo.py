@@ -74,3 +74,9 @@ def test_probes_answered_before_and_after(res):
 
 def test_exercise_solutions_pass(res):
     assert res["results"]["exercises"] == {"06.1": True, "06.2": True, "06.3": True}
+
+
+def test_checkpoints_are_deleted_once_the_results_are_saved(res):
+    from pathlib import Path
+
+    assert not list(Path(res["_out_dir"]).glob("dpo-beta*"))

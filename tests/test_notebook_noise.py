@@ -10,7 +10,7 @@ from tools.notebooks import course_notebooks
 NOISE = {
     "pip install kernels": "bitsandbytes' optional Hub kernel (silenced in utils/__init__.py)",
     "silently incorrect behavior": "4-bit weights repacked for inference before training (lora.trainable_4bit)",
-    "Paged optimizers are not supported on CPU": "repeated paged-optimizer warning (silenced in utils/__init__.py)",
+    "Paged optimizers are not supported on CPU": "a paged optimizer (04 uses the plain 8-bit one)",
     "Kernel is running over TCP without encryption": "kernels run on IPC sockets (tools.runner)",
     "Unable to parse line": "a parameters line papermill cannot read",
     "VBox(children=": "a widget saved without a text fallback",

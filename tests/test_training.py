@@ -1,4 +1,6 @@
+import math
 import mmap
+import re
 import time
 
 import pytest
@@ -113,3 +115,57 @@ def test_every_trainer_of_the_course_keeps_trainable_parameters_fp32_under_fp16(
     dtypes = {str(p.dtype) for p in trainer.model.parameters() if p.requires_grad}
     assert dtypes == {"torch.float32"}, f"{kind}: trainable parameters in {dtypes}"
     assert trainer.args.fp16 and not trainer.args.bf16
+
+
+def _args(fp16: bool):
+    import types
+
+    return types.SimpleNamespace(fp16=fp16)
+
+
+@pytest.mark.parametrize("logs,culprit", [({"loss": float("nan"), "grad_norm": 1.0}, "loss = nan"),
+                                          ({"loss": 0.7, "rewards/margins": float("inf")}, "rewards/margins = inf"),
+                                          ({"eval_loss": float("-inf")}, "eval_loss = -inf")])
+def test_a_non_finite_loss_or_reward_stops_fp16_training_naming_step_and_remedy(logs, culprit):
+    import types
+
+    callback = training.finite_logs()
+    with pytest.raises(training.NonFiniteError,
+                       match=rf"step 7: {re.escape(culprit)} — fp16 overflowed.*fp32.*learning rate.*PROFILE='cpu'"):
+        callback.on_log(_args(True), types.SimpleNamespace(global_step=7), None, logs=logs)
+    # a skipped fp16 step's gradient norm is the scaler at work, not an overflow of the model
+    callback.on_log(_args(True), types.SimpleNamespace(global_step=1), None, logs={"loss": 2.0, "grad_norm": math.nan})
+
+
+def test_fp16_trainers_get_the_overflow_check(gpt2):
+    import types
+
+    added = []
+    trainer = types.SimpleNamespace(model=gpt2, args=_args(True), add_callback=added.append)
+    training.fp32_trainable(trainer)
+    assert [type(c).__name__ for c in added] == ["FiniteLogs"]
+    training.fp32_trainable(types.SimpleNamespace(model=gpt2, args=_args(False), add_callback=added.append))
+    assert len(added) == 1  # fp32 and bf16 have the range: no check
+
+
+def test_04_trains_with_an_8bit_optimizer_that_is_not_paged():
+    """Paged state sits in CUDA unified memory: max_memory_allocated misses it and bitsandbytes never frees it."""
+    import json
+
+    from transformers import Trainer, TrainingArguments
+
+    from utils.env import ROOT
+
+    cells = json.loads((ROOT / "04_lora_qlora.ipynb").read_text())["cells"]
+    recipe = next("".join(c["source"]) for c in cells if "def sft_args" in "".join(c["source"]))
+    optim = re.search(r'optim="([^"]+)"', recipe).group(1)
+    cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(TrainingArguments("unused", optim=optim, use_cpu=True))
+    assert "bitsandbytes" in cls.__module__ and kwargs.get("optim_bits") == 8 and not kwargs.get("is_paged")
+
+
+def test_a_tuned_model_generates_in_its_bases_dtype(gpt2):
+    import copy
+
+    model = models.cast_floats(copy.deepcopy(gpt2), torch.float16)
+    assert {p.dtype for p in model.parameters()} == {torch.float16}
+    assert {p.dtype for p in models.cast_floats(model, torch.float32).parameters()} == {torch.float32}

@@ -1,6 +1,9 @@
 """The verification runs' settings and cost summary (the runs themselves: tests/test_standin_runs.py)."""
 import ast
 import json
+import os
+
+import pytest
 
 from tools import probe, verify
 from utils import manifest
@@ -71,25 +74,62 @@ def test_projection_scales_training_and_generation_to_the_profile():
     assert verify.projected_s({**row, "error": "boom"}) is None
 
 
-def test_t4_emulation_makes_the_course_pick_fp16_within_15_gib(monkeypatch, tmp_path):
-    """On a CUDA machine with bf16 and 141 GiB (an H200), the emulation leaves fp16 autocast and a 15 GiB cap."""
+def test_t4_emulation_acts_as_a_t4(monkeypatch, tmp_path):
+    """On a CUDA machine with bf16 and 141 GiB (an H200), the emulation leaves fp16 autocast, a 14.2 GiB cap, the
+    memory-efficient attention kernel alone, and the bf16 guard in every Trainer; a kernel's startup applies it when
+    the environment asks."""
     import types
 
     import torch
+    import transformers.trainer
 
     from utils import training
 
-    capped = {}
+    capped, sdpa = {}, {}
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(total_memory=141 * 2**30))
     monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, d=None: capped.update(f=f, d=d))
+    for kernel in ("flash", "cudnn", "mem_efficient"):
+        monkeypatch.setattr(torch.backends.cuda, f"enable_{kernel}_sdp", lambda on, k=kernel: sdpa.update({k: on}))
+    monkeypatch.setattr(transformers.trainer, "DEFAULT_CALLBACKS", list(transformers.trainer.DEFAULT_CALLBACKS))
     assert training.precision().dtype == torch.bfloat16  # an H200 as it is
-    assert "15 GiB of the GPU's 141 GiB" in probe.emulate_t4()
+    assert "14.2 GiB of the GPU's 141 GiB" in probe.emulate_t4()
     assert training.precision().dtype == torch.float16 and training.precision().args == {"fp16": True, "bf16": False}
-    assert capped == {"f": 15 / 141, "d": 0}
-    startup = probe.startup_file(tmp_path, t4=True).read_text()
-    assert "probe.emulate_t4()" in startup and startup.index("emulate_t4") < startup.index("probe.install()")
+    assert capped["d"] == 0 and capped["f"] == pytest.approx(14.2 / 141)
+    assert sdpa == {"flash": False, "cudnn": False, "mem_efficient": True}
+    assert transformers.trainer.DEFAULT_CALLBACKS[-1].__name__ == "BF16Guard"
+    assert "probe.activate()" in probe.startup_file(tmp_path).read_text()
+
+
+def test_bf16_guard_stops_a_bf16_gpu_tensor_in_training(monkeypatch):
+    """With a fake 'on the GPU' test: a bf16 trainable weight, a bf16 input at step 1, bf16 optimizer state."""
+    import types
+
+    import torch
+
+    monkeypatch.setattr(probe, "_on_gpu", lambda t: True)
+    guard, step1 = probe.bf16_guard()(), types.SimpleNamespace(global_step=1)
+    with pytest.raises(probe.PrecisionError, match="trainer built: .*trainable weight"):
+        guard.on_train_begin(None, None, None, model=torch.nn.Linear(2, 2).to(torch.bfloat16))
+    model = torch.nn.Linear(2, 2)
+    guard.on_train_begin(None, None, None, model=model, optimizer=None)  # fp32: passes
+    with pytest.raises(probe.PrecisionError, match=r"step 1 inputs: .*input \(3, 2\)"):
+        model(torch.ones(3, 2, dtype=torch.bfloat16))
+    model(torch.ones(3, 2))  # the hook checked only the first step's inputs
+    optimizer = types.SimpleNamespace(state={"w": {"exp_avg": torch.zeros(2, dtype=torch.bfloat16)}})
+    with pytest.raises(probe.PrecisionError, match="step 1: .*optimizer state exp_avg"):
+        guard.on_step_end(None, step1, None, model=model, optimizer=optimizer)
+
+
+def test_the_child_run_puts_the_repository_first_on_pythonpath_and_keeps_the_rest(monkeypatch, tmp_path):
+    """The gpu check installs its wheels into a folder on PYTHONPATH: the child must still see it."""
+    from utils.env import ROOT
+
+    monkeypatch.setenv("PYTHONPATH", "/tmp/course-site")
+    env = verify.child_env(tmp_path, str(tmp_path), tmp_path / "log", t4=True)
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(ROOT), "/tmp/course-site"]
+    assert env[probe.EMULATE_VAR] == "1" and env["CUDA_VISIBLE_DEVICES"] == "0"
 
 
 def test_quiet_estimate_removes_the_wait_for_other_jobs():

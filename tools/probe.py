@@ -1,7 +1,9 @@
 """Cost probes for a notebook run, installed in its kernel without changing the notebook: model load time, time per
 training step, generated tokens per second. Each measurement is one JSON line in $COURSE_PROBE_LOG.
 
-`python -m tools.verify` installs them through an IPython startup file (`startup_file()`).
+`python -m tools.verify` installs them through an IPython startup file (`startup_file()`), or calls `activate()` itself
+when it runs the cells in-process. With COURSE_EMULATE_T4=1 in the environment (inherited by the processes a run
+starts) a bigger GPU acts as a T4 (`emulate_t4`).
 """
 from __future__ import annotations
 
@@ -14,7 +16,12 @@ from pathlib import Path
 from typing import Any
 
 LOG_VAR = "COURSE_PROBE_LOG"
-T4_MEMORY = 15 * 2**30  # what a T4 offers (its 16 GB less CUDA's own share)
+EMULATE_VAR = "COURSE_EMULATE_T4"
+T4_MEMORY = int(14.2 * 2**30)  # what a T4 leaves PyTorch (its 15 GiB less the CUDA context and driver's share)
+
+
+class PrecisionError(RuntimeError):
+    """Under the T4 emulation, a bf16 tensor on the GPU where a T4 run keeps fp32 or fp16."""
 
 
 def record(event: str, **fields: Any) -> None:
@@ -31,8 +38,9 @@ def record(event: str, **fields: Any) -> None:
 
 
 def emulate_t4() -> str:
-    """Make a bigger GPU behave like a T4 for the course's code: no native bf16 (so training.precision() picks fp16)
-    and at most 15 GiB of GPU memory for this process. Call before any CUDA work; returns what it did."""
+    """Make a bigger GPU behave like a T4 for the course's code: no native bf16 (so training.precision() picks fp16),
+    at most 14.2 GiB of GPU memory for this process, attention by the memory-efficient kernel as on a T4 (flash and
+    cuDNN attention off), and `bf16_guard` in every Trainer. Call before any CUDA work; returns what it did."""
     import torch
 
     if not torch.cuda.is_available():
@@ -40,7 +48,77 @@ def emulate_t4() -> str:
     torch.cuda.is_bf16_supported = lambda including_emulation=True: False
     total = torch.cuda.get_device_properties(0).total_memory
     torch.cuda.set_per_process_memory_fraction(min(1.0, T4_MEMORY / total), 0)
-    return f"T4 emulation: fp16 (no bf16), {T4_MEMORY / 2**30:.0f} GiB of the GPU's {total / 2**30:.0f} GiB"
+    torch.backends.cuda.enable_flash_sdp(False)
+    torch.backends.cuda.enable_cudnn_sdp(False)
+    torch.backends.cuda.enable_mem_efficient_sdp(True)
+    import transformers.trainer
+
+    transformers.trainer.DEFAULT_CALLBACKS.append(bf16_guard())
+    return (f"T4 emulation: fp16 (no bf16), memory-efficient attention, {T4_MEMORY / 2**30:.1f} GiB of the GPU's "
+            f"{total / 2**30:.0f} GiB")
+
+
+def _on_gpu(tensor) -> bool:
+    return tensor.device.type == "cuda"
+
+
+def bf16_on_gpu(model, optimizer=None, inputs: Any = ()) -> list[str]:
+    """Names of the bf16 GPU tensors among `model`'s trainable parameters, `optimizer`'s state and `inputs` (nested
+    args and kwargs)."""
+    import torch
+
+    def bad(t: Any) -> bool:
+        return isinstance(t, torch.Tensor) and t.dtype == torch.bfloat16 and _on_gpu(t)
+
+    found = [f"trainable {name}" for name, p in model.named_parameters() if p.requires_grad and bad(p)]
+    state = getattr(optimizer, "state", {}) if optimizer is not None else {}
+    found += [f"optimizer state {key}" for per_param in state.values() for key, t in per_param.items() if bad(t)]
+    flat = list(inputs.values()) if isinstance(inputs, dict) else list(inputs)
+    while flat:
+        item = flat.pop()
+        if isinstance(item, (list, tuple)):
+            flat += item
+        elif isinstance(item, dict):
+            flat += item.values()
+        elif bad(item):
+            found.append(f"input {tuple(item.shape)}")
+    return found
+
+
+def bf16_guard():
+    """A TrainerCallback class for the emulation: raise PrecisionError when a bf16 GPU tensor is among the trainable
+    parameters or the optimizer's state once the trainer starts and after step 1, or among step 1's inputs; a T4 run
+    has none (the course's precision rule), so a regression fails on the big GPU too."""
+    from transformers import TrainerCallback
+
+    def check(where: str, found: list[str]) -> None:
+        if found:
+            raise PrecisionError(f"{where}: bf16 on the GPU where a T4 has none ({', '.join(found[:5])}): the "
+                                 "precision rule (utils.training.precision, fp32_trainable) was bypassed")
+
+    class BF16Guard(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
+            check("trainer built", bf16_on_gpu(model, optimizer))
+
+            def first_inputs(module, args, kwargs):
+                check("step 1 inputs", bf16_on_gpu(module, None, [args, kwargs]))
+                self.hook.remove()
+
+            self.hook = model.register_forward_pre_hook(first_inputs, with_kwargs=True)
+
+        def on_step_end(self, args, state, control, model=None, optimizer=None, **kwargs):
+            if state.global_step == 1:
+                check("step 1", bf16_on_gpu(model, optimizer))
+
+    return BF16Guard
+
+
+def activate() -> None:
+    """What a verification run's kernel (or in-process run) does first: the T4 emulation when COURSE_EMULATE_T4=1 is
+    set, then the probes."""
+    if os.environ.get(EMULATE_VAR) == "1":
+        record("emulation", what=emulate_t4())
+    install()
 
 
 def install() -> None:
@@ -83,14 +161,12 @@ def install() -> None:
     transformers.trainer.DEFAULT_CALLBACKS.append(StepTimer)
 
 
-def startup_file(ipython_dir: Path, t4: bool = False) -> Path:
-    """An IPython profile whose startup installs the probes, and with `t4` the T4 emulation (the kernel reads
-    $IPYTHONDIR at start)."""
+def startup_file(ipython_dir: Path) -> Path:
+    """An IPython profile whose startup calls `activate()` (the kernel reads $IPYTHONDIR at start)."""
     folder = ipython_dir / "profile_default" / "startup"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "00-course-probe.py"
-    emulate = "probe.record('emulation', what=probe.emulate_t4())\n" if t4 else ""
-    path.write_text(f"from tools import probe\n{emulate}probe.install()\n", encoding="utf-8")
+    path.write_text("from tools import probe\nprobe.activate()\n", encoding="utf-8")
     return path
 
 

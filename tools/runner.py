@@ -1,18 +1,20 @@
-"""Execute the course notebooks headless with papermill and print a one-screen summary of their results.
+"""Execute the course notebooks headless with papermill (or, without Jupyter, in-process: `run_cells`) and print a
+one-screen summary of their results.
 
 Usage: python -m tools.runner [--profile smoke] [01 03 ...]   (numbers or file names; default: all)
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-from jupyter_client.manager import AsyncKernelManager
 
 from utils.env import ROOT, runs_dir
 from utils.report import load_results
@@ -34,14 +36,33 @@ def notebooks(select: list[str] | None = None) -> list[Path]:
 HEADLESS_ENV = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
 
 
-class IPCKernelManager(AsyncKernelManager):
-    """A kernel on local IPC sockets in a folder only this user can open: nothing listens on TCP, so the kernel has
-    no 'running over TCP without encryption' warning to print. Its socket files go when it shuts down."""
+def ipc_kernel_manager() -> type:
+    """A kernel manager on local IPC sockets in a folder only this user can open: nothing listens on TCP, so the kernel
+    has no 'running over TCP without encryption' warning to print. Its socket files go when it shuts down."""
+    from jupyter_client.manager import AsyncKernelManager  # here: a machine without Jupyter can still run_cells
 
-    def __init__(self, **kwargs: Any) -> None:
-        folder = Path(tempfile.gettempdir()) / f"course-kernels-{os.getuid()}"
-        folder.mkdir(mode=0o700, exist_ok=True)
-        super().__init__(transport="ipc", ip=str(folder / "kernel"), **kwargs)
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            folder = Path(tempfile.gettempdir()) / f"course-kernels-{os.getuid()}"
+            folder.mkdir(mode=0o700, exist_ok=True)
+            super().__init__(transport="ipc", ip=str(folder / "kernel"), **kwargs)
+
+    return IPCKernelManager
+
+
+@contextmanager
+def environ(env: dict[str, str]) -> Iterator[None]:
+    """Set `env` in os.environ for the block (a kernel started inside inherits it), then restore what was there."""
+    before = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def run_notebook(path: Path, profile: str = "auto", out_dir: Path | None = None,
@@ -51,20 +72,33 @@ def run_notebook(path: Path, profile: str = "auto", out_dir: Path | None = None,
 
     out_dir = Path(out_dir or runs_dir())
     out_dir.mkdir(parents=True, exist_ok=True)
-    env = {**HEADLESS_ENV, "COURSE_RUNS_DIR": str(out_dir)}  # the kernel inherits them: results land beside the copy
-    before = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
     start = time.perf_counter()
-    try:
+    with environ({**HEADLESS_ENV, "COURSE_RUNS_DIR": str(out_dir)}):  # results land beside the executed copy
         pm.execute_notebook(str(path), str(out_dir / path.name), parameters={"PROFILE": profile, **(parameters or {})},
                             cwd=str(ROOT), kernel_name="python3", progress_bar=False, execution_timeout=timeout,
-                            kernel_manager_class=IPCKernelManager)
-    finally:
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+                            kernel_manager_class=ipc_kernel_manager())
+    seconds = time.perf_counter() - start
+    return load_results(out_dir / path.stem / "results.json"), seconds
+
+
+def run_cells(path: Path, profile: str = "auto", out_dir: Path | None = None,
+              parameters: dict[str, Any] | None = None) -> tuple[dict[str, Any], float]:
+    """Execute a notebook's code cells in this process, in order and in one namespace, without Jupyter (the GPU
+    machine has no papermill or kernel): the parameters are set after its parameters cell, as papermill injects them,
+    and outputs go to stdout. An error names the cell. Returns its results and seconds."""
+    out_dir = Path(out_dir or runs_dir())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    namespace: dict[str, Any] = {"__name__": "__main__", "display": print}
+    start = time.perf_counter()
+    with environ({**HEADLESS_ENV, "COURSE_RUNS_DIR": str(out_dir)}):
+        for number, cell in enumerate(cells):
+            if cell["cell_type"] != "code":
+                continue
+            print(f"[cell {number}]", flush=True)
+            exec(compile("".join(cell["source"]), f"{path.name} cell {number}", "exec"), namespace)  # noqa: S102
+            if "parameters" in cell["metadata"].get("tags", []):
+                namespace.update({"PROFILE": profile, **(parameters or {})})
     seconds = time.perf_counter() - start
     return load_results(out_dir / path.stem / "results.json"), seconds
 

@@ -43,19 +43,31 @@ SCALES: dict[str, list[tuple[str, str, Any]]] = {
     "EVAL_QUESTIONS": [("eval_questions", "generate_s", None)],
     "MAX_NEW_TOKENS": [("max_new_tokens", "generate_s", None)]}
 _CHILD = """
-import json, resource, sys
+import contextlib, json, resource, sys, traceback
 from pathlib import Path
-from tools.runner import run_notebook
+from tools import probe, runner
 path, profile, out, params = sys.argv[1], sys.argv[2], Path(sys.argv[3]), json.loads(sys.argv[4])
+in_process = sys.argv[5] == "in-process"
+if in_process:
+    probe.activate()  # a kernel does this from its startup file
 try:
-    _, seconds = run_notebook(Path(path), profile, out, params)
+    with contextlib.redirect_stdout(sys.stderr):  # the cells' output goes to the log; stdout carries the result
+        _, seconds = (runner.run_cells if in_process else runner.run_notebook)(Path(path), profile, out, params)
     error = ""
-except Exception as err:  # papermill's error names the cell and the exception
-    seconds, error = None, str(err)
-usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the kernel's: its peak memory and the CPU time it used
+except Exception as err:  # papermill's error names the cell and the exception; run_cells' traceback goes to the log
+    traceback.print_exc()
+    seconds, error = None, f"{type(err).__name__}: {err}"
+# the kernel's peak memory and CPU time, or this process's own when the cells ran here
+usage = resource.getrusage(resource.RUSAGE_SELF if in_process else resource.RUSAGE_CHILDREN)
 print(json.dumps({"seconds": seconds, "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
                   "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "error": error}))
 """
+
+
+def pythonpath() -> str:
+    """The repository first on PYTHONPATH, ahead of what is there (e.g. the folder the gpu check installed its wheels
+    into), for every process verify starts."""
+    return os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 def standin_home() -> Path:
@@ -69,7 +81,7 @@ def served_hub(root: Path) -> Iterator[str]:
     """The stand-in Hub under `root` served by tools.hub_server in a child process on a free port; yields its
     HF_ENDPOINT and stops the server on exit (also when the body fails)."""
     proc = subprocess.Popen([sys.executable, "-m", "tools.hub_server", str(root)], cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": pythonpath()})
     try:
         line = proc.stdout.readline().strip()
         if not line.startswith("HF_ENDPOINT="):
@@ -110,40 +122,49 @@ def prefetched(profile: str, nbs: list[str] | None = None, hf_home: Path | None 
     with served_hub(root) as endpoint:
         print(f"[verify] prefetch {profile} from the stand-in Hub at {endpoint} into {hf_home}", flush=True)
         _cache_command(["prefetch", "--profile", profile, *selection],
-                       {**online, "HF_HOME": str(hf_home), "HF_ENDPOINT": endpoint, "PYTHONPATH": str(ROOT)})
+                       {**online, "HF_HOME": str(hf_home), "HF_ENDPOINT": endpoint, "PYTHONPATH": pythonpath()})
     _cache_command(["check", "--profile", profile, *selection],
-                   {**os.environ, **standin.offline_env(hf_home), "PYTHONPATH": str(ROOT)})
+                   {**os.environ, **standin.offline_env(hf_home), "PYTHONPATH": pythonpath()})
     return hf_home
 
 
-def verify_one(nb: Path, profile: str, out_dir: Path, hf_home: Path, timeout: int = 3600,
-               t4: bool = False) -> dict[str, Any]:
-    """Run one notebook against the stand-in in a child process (its kernel's peak RSS is the child's children's)
-    with the cost probes installed, and with `t4` on one GPU made to act as a T4; returns the measurements and the
-    error ('' when it passed)."""
+def child_env(hf_home: Path, ipython_dir: str, log: Path, t4: bool) -> dict[str, str]:
+    """The run's environment: the stand-in's Hub, the probes' startup and log, the repository put first on PYTHONPATH
+    (ahead of what is there, e.g. the folder the gpu check installed its wheels into), and with `t4` one GPU acting
+    as a T4 (an environment variable, so every process the run starts inherits it)."""
     from tools import probe
     from utils.standin import offline_env
+
+    return {**os.environ, **offline_env(hf_home), "IPYTHONDIR": ipython_dir, probe.LOG_VAR: str(log),
+            "PYTHONPATH": pythonpath(), **({"CUDA_VISIBLE_DEVICES": "0", probe.EMULATE_VAR: "1"} if t4 else {})}
+
+
+def verify_one(nb: Path, profile: str, out_dir: Path, hf_home: Path, timeout: int = 3600,
+               t4: bool = False, in_process: bool = False) -> dict[str, Any]:
+    """Run one notebook against the stand-in in a child process (in a kernel whose peak RSS is the child's children's,
+    or `in_process` in the child itself, its output in <notebook>.log) with the cost probes installed, and with `t4`
+    on one GPU made to act as a T4; returns the measurements and the error ('' when it passed)."""
+    from tools import probe
 
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out_dir / nb.stem, ignore_errors=True)  # a fresh run: no checkpoint of an earlier one to resume
     log = out_dir / f"{nb.stem}.probe.jsonl"
     log.unlink(missing_ok=True)
-    with tempfile.TemporaryDirectory() as ipython_dir:
-        probe.startup_file(Path(ipython_dir), t4=t4)
-        path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)  # keep what was there
-        env = {**os.environ, **offline_env(hf_home), "IPYTHONDIR": ipython_dir, probe.LOG_VAR: str(log),
-               "PYTHONPATH": path, **({"CUDA_VISIBLE_DEVICES": "0"} if t4 else {})}
+    with tempfile.TemporaryDirectory() as ipython_dir, open(out_dir / f"{nb.stem}.log", "w") as cells_log:
+        probe.startup_file(Path(ipython_dir))
         params = json.dumps(CUT_DOWN.get(nb.stem, {}))
         start, load_before = time.perf_counter(), os.getloadavg()[0]
-        proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(nb), profile, str(out_dir), params], cwd=ROOT,
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)  # its own process group: a timeout ends the kernel too
+        proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(nb), profile, str(out_dir), params,
+                                 "in-process" if in_process else "kernel"], cwd=ROOT,
+                                env=child_env(hf_home, ipython_dir, log, t4), stdout=subprocess.PIPE,
+                                stderr=cells_log, text=True, start_new_session=True)  # a timeout ends the kernel too
         try:
-            stdout, stderr = proc.communicate(timeout=timeout)
+            stdout, why = proc.communicate(timeout=timeout)[0], ""
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-            stdout, stderr = "", f"timed out after {timeout} s (the probe log has the steps done so far)"
+            stdout, why = "", f"timed out after {timeout} s (the probe log has the steps done so far)"
+    stderr = why or (out_dir / f"{nb.stem}.log").read_text(errors="replace")
     lines = stdout.strip().splitlines()
     child = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {
         "seconds": None, "peak_rss_mb": None, "cpu_s": None,
@@ -209,7 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per notebook (default 3600)")
     parser.add_argument("--table", action="store_true", help="print the last runs' measurements as a markdown table")
     parser.add_argument("--t4", action="store_true", help="on a bigger GPU, act as a T4: one GPU, fp16 (no bf16), "
-                        "15 GiB of memory (probe.emulate_t4)")
+                        "14.2 GiB of memory, no flash attention, a bf16 guard (probe.emulate_t4)")
+    parser.add_argument("--in-process", action="store_true", help="run the cells in the child process, without "
+                        "papermill or a Jupyter kernel (a machine that has neither)")
     args = parser.parse_args(argv)
     paths = [manifest.notebook_path(s) for s in args.select] if args.select else manifest.notebooks()
     out_dir = runs_dir() / f"verify-{args.profile}{'-t4' if args.t4 else ''}"
@@ -225,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     for nb in paths:
         print(f"[verify] {nb.stem} in {args.profile} against the stand-in, parameters {CUT_DOWN.get(nb.stem, {})}",
               flush=True)
-        rows.append(verify_one(nb, args.profile, out_dir, hf_home, args.timeout, args.t4))
+        rows.append(verify_one(nb, args.profile, out_dir, hf_home, args.timeout, args.t4, args.in_process))
         row = rows[-1]
         status = "FAILED: " + row["error"].strip().splitlines()[-1][:200] if row["error"] else "passed"
         print(f"[verify] {nb.stem}: {status} in {row['wall_s']} s; steps {row['train_steps']} × "

@@ -77,12 +77,53 @@ def hub_reachable(timeout: float = 2.0) -> bool:
 
 
 def one_gpu_on_kaggle() -> str:
-    """On Kaggle (two T4s) show torch only the first GPU: Trainer would wrap the model in DataParallel and
-    device_map='auto' would split it across both. Works only before CUDA starts; returns a note, '' elsewhere."""
-    if detect_platform() != "Kaggle" or "CUDA_VISIBLE_DEVICES" in os.environ:
+    """On Kaggle (two T4s) show torch only the first GPU: Trainer would wrap the model in DataParallel (trl refuses
+    it) and device_map='auto' would split it across both. A preset list of several devices is cut to its first; one
+    preset device is kept. Works only before CUDA starts; returns a note, '' when nothing changed."""
+    preset = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if detect_platform() != "Kaggle" or (preset is not None and "," not in preset):
         return ""
-    os.environ["CUDA_VISIBLE_DEVICES"] = "0"
-    return "one GPU (CUDA_VISIBLE_DEVICES=0): Kaggle's second T4 stays idle, the course code runs on one device"
+    first = (preset or "0").split(",")[0].strip()
+    os.environ["CUDA_VISIBLE_DEVICES"] = first
+    was = f", was {preset}" if preset else ""
+    return (f"one GPU (CUDA_VISIBLE_DEVICES={first}{was}): Kaggle's second T4 stays idle, the course code runs on "
+            "one device")
+
+
+MIN_CAPABILITY = (7, 0)  # bitsandbytes' CUDA library and trl's Triton kernels need Volta (sm_70) or newer
+CHOOSE_GPU = {"Kaggle": "choose Settings > Accelerator > GPU T4 ×2",
+              "Colab": "choose Runtime > Change runtime type > T4 GPU",
+              "local": "use a GPU of compute capability 7.0 or newer (T4, V100, A100, RTX 20xx or newer)"}
+
+
+def gpu_refusal() -> str:
+    """Why the CUDA GPU torch sees cannot run the course ('' when it can, or there is none): compute capability below
+    7.0, or an architecture this torch has no kernels for (none of its sm_ builds shares the major version)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return ""
+    major, minor = torch.cuda.get_device_capability(0)
+    name, where = torch.cuda.get_device_name(0), detect_platform()
+    label = f"{where}'s {name}" if where != "local" else name
+    built = [a for a in torch.cuda.get_arch_list() if a.startswith("sm_")]
+    if (major, minor) < MIN_CAPABILITY:
+        why = "is not supported by bitsandbytes/trl (they need 7.0 or newer)"
+    elif built and not any(int(a[3:]) // 10 == major for a in built if a[3:].isdigit()):
+        why = f"has no kernels in torch {torch.__version__} (built for {', '.join(built)})"
+    else:
+        return ""
+    return f"{label} (compute capability {major}.{minor}) {why}: {CHOOSE_GPU[where]}"
+
+
+def hide_gpu(refusal: str) -> str:
+    """Make torch in this process (and the processes it starts) see no GPU, so that the cpu profile really runs on
+    the CPU; returns the note for the first table."""
+    import torch
+
+    torch.cuda.is_available = lambda: False
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    return f"none used: {refusal}"
 
 
 Needs = Callable[[str], list]  # profile -> the manifest items (utils.manifest.Item) a run of it needs
@@ -98,14 +139,16 @@ def choose_profile(requested: str = "auto", needs: Needs | None = None, notebook
     if requested != "auto":
         return _check(requested, f"COURSE_PROFILE={requested} in the environment", needs, notebook)
     online = hub_reachable()
-    for profile, why in (("gpu", "a CUDA GPU is present"), ("cpu", "no GPU")):
-        if profile == "gpu" and not cuda_available():
+    refused = gpu_refusal() if cuda_available() else ""
+    for profile, why in (("gpu", "a CUDA GPU is present"), ("cpu", refused or "no GPU")):
+        if profile == "gpu" and (refused or not cuda_available()):
             continue
         if online:
             return profile, f"auto: {why}, the Hugging Face Hub answers"
         if needs is not None and not _missing(needs(profile)):
             return profile, f"auto: {why}; {FROM_CACHE}"
-    return "smoke", "auto: no GPU and the Hugging Face Hub did not answer (offline), nor is the cpu profile cached"
+    return "smoke", (f"auto: {refused or 'no GPU'} and the Hugging Face Hub did not answer (offline), nor is the cpu "
+                     "profile cached")
 
 
 def _missing(items: list) -> list:
@@ -120,6 +163,9 @@ def _check(profile: str, reason: str, needs: Needs | None = None, notebook: str 
     if profile == "gpu" and not cuda_available():
         raise ProfileError("profile gpu needs a CUDA GPU and torch sees none — on Colab choose Runtime > Change "
                            "runtime type > T4 GPU, or use PROFILE='cpu'")
+    refused = gpu_refusal() if profile == "gpu" else ""
+    if refused:
+        raise ProfileError(f"profile gpu cannot run here: {refused}; or use PROFILE='cpu'")
     if profile == "smoke" or hub_reachable():
         return profile, reason
     from .cache import prefetch_command
@@ -241,6 +287,8 @@ def start(notebook: str, profile: str, settings_by_profile: dict[str, dict[str, 
     from_hub = {k: v for k, v in given.items() if v != FROM_04}  # notebook 04's model is a local folder
     needs = lambda p: items({**settings_by_profile[p], **from_hub})  # noqa: E731
     name, reason = choose_profile(profile, needs, notebook)
+    refused = gpu_refusal() if name != "gpu" else ""
+    gpus = hide_gpu(refused) if refused else gpus
     settings = dict(settings_by_profile[name])
     unknown = sorted(set(given) - set(settings))
     if unknown:

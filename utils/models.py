@@ -53,6 +53,15 @@ def load_causal_lm(name: str, **kwargs: Any):
     return _load(AutoModelForCausalLM, name, **kwargs)
 
 
+def cast_floats(model, dtype):
+    """Cast the model's floating parameters to `dtype` (quantized 4-bit weights are integers and stay as they are) and
+    return it: a tuned 4-bit model then generates in its base's dtype, not in the fp32 of k-bit training's norms."""
+    for param in model.parameters():
+        if param.is_floating_point() and param.dtype != dtype:
+            param.data = param.data.to(dtype)
+    return model
+
+
 def greedy_generate(model, tok, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 8,
                     stop: str | None = None, chat: bool = False, desc: str = "answers") -> list[str]:
     """Greedy continuations of `prompts` (with `chat`, each is one user message rendered by the chat template),

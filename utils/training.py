@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gc
+import math
 import threading
 import time
 from collections.abc import Iterable
@@ -38,13 +39,47 @@ def precision(fp16: bool | None = None) -> Precision:
 
 def fp32_trainable(trainer):
     """Cast every trainable parameter of a freshly built trainer to fp32 and return the trainer. trl casts QLoRA
-    adapters to bf16, and fp16 autocast's gradient scaler cannot unscale 16-bit gradients (a T4 stops at step 1)."""
+    adapters to bf16, and fp16 autocast's gradient scaler cannot unscale 16-bit gradients (a T4 stops at step 1).
+    Under fp16 it also adds `finite_logs()`, which stops the run at the first non-finite loss or reward."""
     import torch
 
     for param in trainer.model.parameters():
         if param.requires_grad and param.dtype != torch.float32:
             param.data = param.data.float()
+    if trainer.args.fp16:
+        trainer.add_callback(finite_logs())
     return trainer
+
+
+class NonFiniteError(FloatingPointError):
+    """A logged loss or reward became inf or NaN: fp16 overflowed (or training diverged)."""
+
+
+def _watched(key: str) -> bool:
+    """Logged values that must stay finite: losses, and DPO's rewards and logits (train and eval)."""
+    return key.endswith("loss") or any(part in key for part in ("rewards/", "logits/"))
+
+
+def finite_logs():
+    """A TrainerCallback (built here: transformers loads only when a trainer is) that checks every log."""
+    from transformers import TrainerCallback
+
+    class FiniteLogs(TrainerCallback):
+        """Stop training at the first logged loss, reward or logit that is inf or NaN, naming the step and the
+        remedies (a skipped fp16 step's gradient norm is normal and not checked)."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            bad = {k: v for k, v in (logs or {}).items()
+                   if _watched(k) and isinstance(v, float) and not math.isfinite(v)}
+            if bad:
+                raise NonFiniteError(
+                    f"step {state.global_step}: {', '.join(f'{k} = {v}' for k, v in bad.items())} — "
+                    f"{'fp16 overflowed' if args.fp16 else 'training diverged'}, and the run would go on training on "
+                    "garbage. Remedies: keep the layers that overflow in fp32 (load the model with "
+                    "dtype=torch.float32, or cast its norms and attention to float32), lower the learning rate, or "
+                    "run PROFILE='cpu'")
+
+    return FiniteLogs()
 
 
 def free_memory() -> None:
