@@ -37,6 +37,7 @@ SERVER_FLAGS = ("-DCMAKE_BUILD_TYPE=Release", "-DBUILD_SHARED_LIBS=OFF", "-DLLAM
                 "-DLLAMA_USE_PREBUILT_UI=OFF", "-DLLAMA_BUILD_UI=OFF", "-DLLAMA_BUILD_TESTS=OFF",
                 "-DLLAMA_BUILD_EXAMPLES=OFF", "-DGGML_NATIVE=ON")
 HOST = "127.0.0.1"
+MEMORY_SHARE = 0.3  # one stream at this share of the memory bound or more: memory, not arithmetic, sets its pace
 
 
 class ServerError(RuntimeError):
@@ -383,10 +384,12 @@ def batching_verdict(queued, batched, cores: int, answer_tokens: int, reading_to
              f"= {out['queued_users'] / cores:.1f} per core; at {most} users {queued.at[most, 'tok_s']:.0f} tok/s, "
              f"p95 {queued.at[most, 'p95_latency_s']:.1f} s."]
     lines.append(f"One stream reached {one:.0f} tok/s = {one / bound:.0%} of the memory bound ({bound:.0f} tok/s = "
-                 f"{bandwidth_gb_s:.1f} GB/s / {model_mb:.0f} MB of weights read per token): " + (
-                     "memory sets much of the pace, so a batch that reads the weights once for several users "
-                     "should help." if one / bound >= 0.3 else "far from the bound, so arithmetic and overhead "
-                     "set the pace here, and batching can gain less."))
+                 f"{bandwidth_gb_s:.1f} GB/s / {model_mb:.0f} MB of weights read per token); a batch reads the weights "
+                 "once for all its users, which lifts that bound: " + (
+                     "memory limits one stream here, so a batch has room to go faster." if one / bound >= MEMORY_SHARE
+                     else "one stream uses little of the memory bandwidth here: a batch can still gain by using each "
+                     "weight, once loaded, for several users and by sharing each step's fixed costs, but memory is "
+                     "not what it relieves."))
     if batched is None:
         out.update(batched_users=None, gain=None, batching_helped=None)
         lines.append("llama-server's table was not run, so nothing here says whether batching helps.")
