@@ -140,7 +140,7 @@ def llama_server_cmd(binary: str | Path, model: str | Path, port: int, n_threads
             "-c", str(n_ctx * parallel), "--parallel", str(parallel), "--cont-batching", "--no-webui"]
 
 
-def _die_with_parent() -> None:  # runs in the child before exec: Linux sends SIGTERM when the kernel dies
+def _die_with_parent() -> None:  # runs in the child before exec: SIGTERM when the thread that started it ends
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
