@@ -84,10 +84,11 @@ class FlakyCompletions:
     """A chat.completions stand-in: the first `drops` calls lose the connection, then three tokens stream."""
 
     def __init__(self, drops: int) -> None:
-        self.drops, self.calls = drops, 0
+        self.drops, self.calls, self.temperatures = drops, 0, []
 
     def create(self, **kwargs):
         self.calls += 1
+        self.temperatures.append(kwargs["temperature"])
         if self.calls <= self.drops:
             raise openai.APIConnectionError(request=httpx.Request("POST", "http://x/v1/chat/completions"))
         delta = lambda text, end=None: type("Chunk", (), {"choices": [type("Choice", (), {  # noqa: E731
@@ -105,9 +106,13 @@ def test_a_dropped_connection_is_retried_with_backoff_and_counted():
     start = time.perf_counter()
     answer = serving.ask(api, [{"role": "user", "content": "?"}], max_tokens=8, backoff_s=0.05)
     assert answer.error is None and answer.retries == 2 and completions.calls == 3
+    assert completions.temperatures == [0.0] * 3  # greedy on every try
     assert answer.text == "The Moon." and answer.tokens == 3 and answer.finish_reason == "stop"
     assert time.perf_counter() - start >= 0.05 + 0.1  # waited 0.05 s, then 0.1 s
     assert answer.latency_s >= answer.first_token_s >= 0.15  # times count from the first try
+    warm, completions = fake_client(drops=1)
+    serving.ask(warm, [{"role": "user", "content": "?"}], 8, backoff_s=0, temperature=0.7)
+    assert completions.temperatures == [0.7, 0.7]  # a retry sends the same request
     failed = serving.ask(fake_client(drops=9)[0], [{"role": "user", "content": "?"}], 8, retries=2, backoff_s=0)
     assert failed.error.startswith("APIConnectionError") and failed.retries == 2 and failed.tokens == 0
 

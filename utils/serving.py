@@ -255,13 +255,13 @@ def ask(openai_client, messages: list[dict[str, str]], max_tokens: int, stop: Se
     """A streaming chat completion (greedy unless `params` say otherwise); a dropped connection or a server error is
     retried up to `retries` times, waiting backoff_s, 2 x backoff_s, ... Times count from the first try."""
     start = time.perf_counter()
-    answer = Answer()
+    answer, temperature = Answer(), params.pop("temperature", 0.0)
     while True:
         pieces: list[str] = []
         try:
             stream = openai_client.chat.completions.create(
                 model=model, messages=messages, max_tokens=max_tokens, stop=list(stop) or None, stream=True,
-                temperature=params.pop("temperature", 0.0), **params)
+                temperature=temperature, **params)
             for chunk in stream:
                 choice = chunk.choices[0] if chunk.choices else None
                 if choice and choice.delta.content:
