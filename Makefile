@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PROFILE ?= auto
 
-.PHONY: setup course test lab student grade publish verify-hosted
+.PHONY: setup course test lab student grade publish verify-hosted llama-server
 
 setup:  ## create .venv: torch first (kept if present), then requirements.txt and the test tools
 	@bash scripts/setup.sh --dev
@@ -18,6 +18,10 @@ test: setup  ## lint, unit tests, and every notebook executed in the smoke profi
 lab: setup  ## open JupyterLab with the course kernel, from the repository root
 	@if [ "$$(id -u)" = 0 ]; then echo "[lab] running as root (as in a Docker container): JupyterLab needs --allow-root there"; fi
 	@$(PY) -m jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root)
+
+llama-server:  ## build llama.cpp's llama-server once into .cache/llama-server/ (notebook 07; minutes, needs cmake, g++, PyPI once)
+	@echo "[llama-server] building from the llama.cpp sources in the pinned llama-cpp-python archive (CPU only)"
+	@$(if $(wildcard $(PY)),$(PY),python3) -m utils.serving build-server
 
 student: setup  ## student copies of every notebook in student/ (git-ignored): solutions stubbed, checks kept, no outputs
 	@echo "[student] writing student copies of the notebooks to student/"

@@ -43,7 +43,7 @@ def test_installs_the_pinned_bindings_from_the_prebuilt_index_first(missing_llam
     (cmd,) = FakePip.calls
     assert cmd[cmd.index("--extra-index-url") + 1] == gguf_export.CPU_WHEELS and "--prefer-binary" in cmd
     assert cmd[cmd.index("-r") + 1] == str(gguf_export.LLAMA_REQUIREMENTS)
-    assert "llama-cpp-python==0.3.36" in gguf_export.LLAMA_REQUIREMENTS.read_text()
+    assert "llama-cpp-python[server]==0.3.36" in gguf_export.LLAMA_REQUIREMENTS.read_text()
     out = capsys.readouterr().out
     assert "about 5 minutes" in out and "Successfully installed" in out
 

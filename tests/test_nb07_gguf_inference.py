@@ -101,3 +101,37 @@ def test_07_speed_sentence_follows_the_measured_order(res):
     assert r["speed_order"] == " > ".join(sorted(speeds, key=speeds.get, reverse=True))
     assert r["memory_bound"] == (r["speed_order"] == "q4_0 > q8_0 > f16")
     assert {row["ratio"] for row in r["ratios"]} >= {"q4_0 file / f16 file", "q8_0 top-1 agreement with fp32"}
+
+
+def test_07_serves_many_users_and_the_verdict_follows_its_tables(res):
+    s = res["results"]["serving"]
+    demo = s["demo"]
+    assert demo["server_stopped"] is True and demo["free"]["error"] is None and demo["free"]["tokens"] > 0
+    assert demo["cut"]["tokens"] <= demo["free"]["tokens"]
+    tables = {"queued": s["queued"]} | ({"batched": s["batched"]} if s["llama_server"] else {})
+    for rows in tables.values():
+        assert [row["users"] for row in rows] == s["levels"] == [1, 4, 8]
+        for row in rows:
+            assert row["failed"] == 0 and row["requests"] == s["per_user"] * row["users"] and row["tok_s"] > 0
+            assert 0 < row["tokens"] <= row["requests"] * s["answer_tokens"]
+            assert row["median_first_token_s"] <= row["p95_latency_s"]
+    queued = {row["users"]: row for row in s["queued"]}
+    assert queued[8]["median_first_token_s"] > queued[1]["median_first_token_s"]  # one at a time: the others wait
+    assert s["cached"]["cache_hits"] > 0 and s["cache_hit_rate"] > 0 and s["cached"]["failed"] == 0
+    verdict = s["verdict"]
+    if s["llama_server"] is None:  # not silently skipped: the verdict says that table was not run
+        assert s["batched"] is None and verdict["batching_helped"] is None and "was not run" in verdict["text"]
+    else:
+        batched = {row["users"]: row for row in s["batched"]}
+        assert verdict["gain"] == pytest.approx(batched[8]["tok_s"] / queued[8]["tok_s"])
+        assert verdict["batching_helped"] == (verdict["gain"] > 1.1
+                                              and batched[8]["p95_latency_s"] <= queued[8]["p95_latency_s"])
+        assert ("Batching helped" in verdict["text"]) == verdict["batching_helped"]
+
+
+def test_07_leaves_no_server_running(res):
+    import psutil
+
+    models = str(Path(res["results"]["files"]["q4_0"]["path"]).parent)  # every GGUF file the notebook served
+    servers = [p.info for p in psutil.process_iter(["pid", "cmdline"]) if models in " ".join(p.info["cmdline"] or [])]
+    assert servers == []

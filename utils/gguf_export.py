@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import importlib.util
 import json
 import logging
 import math
@@ -50,11 +51,18 @@ def llama_cpp_version() -> str:
     return llama_cpp.__version__
 
 
+# What requirements/llama.txt brings: the bindings, their OpenAI-compatible server and the OpenAI client (07, section 9)
+LLAMA_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings", "openai")
+
+
 def ensure_llama_cpp(heartbeat_s: float = 30.0) -> str:
-    """The installed llama-cpp-python version, installing requirements/llama.txt first where it is missing: a prebuilt
-    CPU wheel from its own index when one fits (seconds), else pip compiles llama.cpp (about 5 minutes on 2 cores)."""
+    """The installed llama-cpp-python version, installing requirements/llama.txt first where it (or its server, or
+    the OpenAI client) is missing: a prebuilt CPU wheel when one fits (seconds), else pip compiles llama.cpp (about
+    5 minutes on 2 cores)."""
     try:
-        return llama_cpp_version()
+        version = llama_cpp_version()
+        if all(importlib.util.find_spec(name) for name in LLAMA_MODULES):
+            return version
     except GGUFToolError:
         pass
     print(f"installing llama-cpp-python ({LLAMA_REQUIREMENTS.name}): a prebuilt CPU wheel takes seconds; where none "
@@ -104,15 +112,16 @@ def find_converter(fetch: bool = False) -> Path:
     return path
 
 
-def fetch_converter(version: str | None = None) -> Path:
-    """Download the llama-cpp-python source archive of `version` (default: the installed one) from PyPI and keep
-    only llama.cpp's converter: convert_hf_to_gguf.py, its `conversion` package and gguf-py. Idempotent."""
+def source_archive(version: str | None = None) -> Path:
+    """The llama-cpp-python source archive of `version` (default: the installed one), downloaded from PyPI once into
+    .cache/llama.cpp/: llama.cpp's sources are vendored in it (the converter, and what `make llama-server` builds)."""
     version = version or llama_cpp_version()
-    target = converter_dir(version)
-    if (target / "convert_hf_to_gguf.py").is_file():
-        return target / "convert_hf_to_gguf.py"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+    folder = ROOT / ".cache" / "llama.cpp"
+    archive = folder / f"llama_cpp_python-{version}.tar.gz"
+    if archive.is_file():
+        return archive
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
                f"llama-cpp-python=={version}", "-d", tmp]
         done = subprocess.run(cmd, capture_output=True, text=True)
@@ -120,15 +129,33 @@ def fetch_converter(version: str | None = None) -> Path:
         if done.returncode != 0 or not archives:
             raise GGUFToolError(f"could not download the llama-cpp-python {version} source archive from PyPI "
                                 f"({done.stderr.strip()[-300:]}); check the connection and run it again")
-        extracted = Path(tmp) / "src"
-        with tarfile.open(archives[0]) as tar:
-            root = tar.getnames()[0].split("/")[0]
-            prefix = f"{root}/vendor/llama.cpp/"
-            members = [m for m in tar.getmembers() if m.name.startswith(prefix)
-                       and m.name[len(prefix):].split("/")[0] in _CONVERTER_PARTS]
-            extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-            tar.extractall(extracted, members=members, **extra)
-        source = extracted / prefix
+        archives[0].replace(archive)
+    return archive
+
+
+def extract_vendored(archive: Path, dest: Path, parts: tuple[str, ...] | None = None) -> Path:
+    """Unpack the archive's vendor/llama.cpp (only its top-level `parts`, when given) into a new folder under `dest`;
+    returns the unpacked llama.cpp folder."""
+    with tarfile.open(archive) as tar:
+        root = tar.getnames()[0].split("/")[0]
+        prefix = f"{root}/vendor/llama.cpp/"
+        members = [m for m in tar.getmembers() if m.name.startswith(prefix)
+                   and (parts is None or m.name[len(prefix):].split("/")[0] in parts)]
+        extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        tar.extractall(dest, members=members, **extra)
+    return dest / prefix
+
+
+def fetch_converter(version: str | None = None) -> Path:
+    """Download the llama-cpp-python source archive of `version` (default: the installed one) from PyPI and keep
+    only llama.cpp's converter: convert_hf_to_gguf.py, its `conversion` package and gguf-py. Idempotent."""
+    version = version or llama_cpp_version()
+    target = converter_dir(version)
+    if (target / "convert_hf_to_gguf.py").is_file():
+        return target / "convert_hf_to_gguf.py"
+    archive = source_archive(version)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        source = extract_vendored(archive, Path(tmp), _CONVERTER_PARTS)
         if not (source / "convert_hf_to_gguf.py").is_file():
             raise GGUFToolError(f"the llama-cpp-python {version} archive has no vendor/llama.cpp/convert_hf_to_gguf.py")
         try:

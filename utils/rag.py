@@ -4,6 +4,7 @@ sources, and a response cache that answers repeated and near-repeated prompts wi
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -189,7 +190,8 @@ def cited_sources(answer: str) -> list[str]:
 class ResponseCache:
     """Answers already given, looked up before the model runs: an identical prompt (after whitespace and case
     folding) is an exact hit; otherwise the most similar cached prompt counts when its cosine similarity is at
-    least `threshold`. Keeps hit counts and the generation time saved (the cost of the original answer)."""
+    least `threshold`. Keeps hit counts and the generation time saved (the cost of the original answer). Safe to
+    share between threads: lookups and stores take a lock, generation runs outside it."""
 
     embed: Callable[[list[str]], np.ndarray]
     threshold: float = 0.92
@@ -203,6 +205,7 @@ class ResponseCache:
             raise ValueError(f"threshold={self.threshold} must be in (0, 1]: it is a cosine similarity")
         self._keys: dict[str, int] = {}
         self._vectors: list[np.ndarray] = []
+        self._lock = threading.Lock()
 
     @staticmethod
     def key(prompt: str) -> str:
@@ -227,21 +230,24 @@ class ResponseCache:
     def answer(self, prompt: str, generate: Callable[[str], str]) -> dict[str, Any]:
         """The cached answer when there is one, else `generate(prompt)` (timed and stored)."""
         start = time.perf_counter()
-        idx, kind, sim = self._find(prompt)
-        if idx is not None:
-            seconds = time.perf_counter() - start
-            self.stats[kind] += 1
-            self.stats["saved_s"] += max(self.costs[idx] - seconds, 0.0)
-            return {"prompt": prompt, "answer": self.answers[idx], "cache": kind, "similarity": sim,
-                    "seconds": seconds}
+        with self._lock:
+            idx, kind, sim = self._find(prompt)
+            if idx is not None:
+                seconds = time.perf_counter() - start
+                self.stats[kind] += 1
+                self.stats["saved_s"] += max(self.costs[idx] - seconds, 0.0)
+                return {"prompt": prompt, "answer": self.answers[idx], "cache": kind, "similarity": sim,
+                        "seconds": seconds}
         text = generate(prompt)
         seconds = time.perf_counter() - start
-        self._keys[self.key(prompt)] = len(self.prompts)
-        self.prompts.append(prompt)
-        self.answers.append(text)
-        self.costs.append(seconds)
-        self._vectors.append(self.embed([prompt])[0])
-        self.stats["miss"] += 1
+        vector = self.embed([prompt])[0]
+        with self._lock:
+            self._keys[self.key(prompt)] = len(self.prompts)
+            self.prompts.append(prompt)
+            self.answers.append(text)
+            self.costs.append(seconds)
+            self._vectors.append(vector)
+            self.stats["miss"] += 1
         return {"prompt": prompt, "answer": text, "cache": "miss", "similarity": sim, "seconds": seconds}
 
     @property
