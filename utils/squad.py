@@ -288,8 +288,11 @@ def official_metric(name: str = "squad") -> tuple[Any, str]:
     from .env import hub_reachable
     from .manifest import Item
 
-    if not (hub_reachable() or present(Item("metric", f"evaluate-metric/{name}"))):
+    online = hub_reachable()
+    if not (online or present(Item("metric", f"evaluate-metric/{name}"))):
         return None, "the Hub is not reachable (offline) and `make prefetch` has not cached it"
     import evaluate
 
+    if not online:  # offline, evaluate warns that it uses "the latest cached version": that is the point here
+        evaluate.logging.set_verbosity_error()
     return evaluate.load(name), ""
