@@ -60,3 +60,16 @@ def test_fewer_but_lossy_flags_only_a_smaller_count_that_lost_the_text():
     notes = verdicts.fewer_but_lossy(rows, lossless="GPT-2", lossy="BERT")
     assert len(notes) == 1 and notes[0].startswith("Hindi: BERT's 24 tokens against GPT-2's 79 are not better")
     assert "20 [UNK] of 24" in notes[0]
+
+
+def test_below_floor_banners_only_noise():
+    banner = verdicts.below_floor(3.1, "token F1")
+    assert banner.startswith("Every run scored below 10 token F1 (best 3.1)") and "cpu or gpu" in banner
+    assert verdicts.below_floor(10.0, "token F1") is None and verdicts.below_floor(55.0, "token F1") is None
+
+
+def test_closer_length_compares_distances_to_the_gold_length():
+    near = verdicts.closer_length("QLoRA n=64", 3.0, "instruction", 14.0, 2.5)
+    assert "QLoRA n=64 is nearer the length SQuAD wants" in near and "averages" not in near
+    far = verdicts.closer_length("QLoRA n=64", 20.0, "instruction", 4.0, 2.5)
+    assert "QLoRA n=64 is not nearer" in far

@@ -85,3 +85,24 @@ def fewer_but_lossy(rows: Sequence[Mapping], lossless: str, lossy: str) -> list[
                          f"compression: {lossy} lost the text ({unk} [UNK] of {few}, and decoding does not give it "
                          "back), while {lossless}'s tokens decode to the original.")
     return notes
+
+
+NOISE_FLOOR_F1 = 10.0  # token F1 (0-100) below which a SQuAD score is noise: a few words shared by chance
+
+
+def below_floor(best: float, measure: str, floor: float = NOISE_FLOOR_F1) -> str | None:
+    """A banner when even the best run scored below the noise floor (what such a run can and cannot show); None when
+    the scores are above it."""
+    if best >= floor:
+        return None
+    return (f"Every run scored below {floor:.0f} {measure} (best {best:.1f}): this model cannot read a passage, so "
+            "these scores are noise near zero and their differences are not a trend. This run checks the pipeline "
+            "and the metric; the effect needs the cpu or gpu profile.")
+
+
+def closer_length(name: str, words: float, baseline: str, baseline_words: float, gold_words: float) -> str:
+    """Whether `name`'s answers are nearer the gold answers' length than `baseline`'s: a format effect that a model
+    too small to find the span can still show."""
+    nearer = abs(words - gold_words) < abs(baseline_words - gold_words)
+    return (f"{name}'s answers average {words:.1f} words, {baseline}'s {baseline_words:.1f}, the gold answers "
+            f"{gold_words:.1f}: {name} is {'nearer' if nearer else 'not nearer'} the length SQuAD wants.")
