@@ -97,7 +97,8 @@ def test_tuning_teaches_the_response_format(res):
     assert set(free) == {"base model", "LoRA r=16, merged"} and all(0 <= v <= 1 for v in free.values())
     assert rates["verdict"] == [
         verdicts.rate_change("Teacher-forced, the end-of-turn rate", rates["base model"], rates["LoRA r=16, merged"]),
-        verdicts.rate_change(f"free generation, the share of answers ending within {rates['new_tokens']} tokens", *free.values())]
+        verdicts.rate_change(f"free generation, the share of answers ending within {rates['new_tokens']} tokens",
+                             *free.values())]
 
 
 # Every headline figure and outcome-stating sentence of 04, and the test that computes or checks it.
