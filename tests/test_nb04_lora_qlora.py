@@ -95,6 +95,7 @@ def test_tuning_teaches_the_response_format(res):
     assert rates["LoRA r=16, merged"] > rates["base model"]  # ends its answer with the end-of-turn token more often
     free = rates["free_stop"]
     assert set(free) == {"base model", "LoRA r=16, merged"} and all(0 <= v <= 1 for v in free.values())
+    assert free["LoRA r=16, merged"] > free["base model"]  # its own answers end within the limit more often
     assert rates["verdict"] == [
         verdicts.rate_change("Teacher-forced, the end-of-turn rate", rates["base model"], rates["LoRA r=16, merged"]),
         verdicts.rate_change(f"free generation, the share of answers ending within {rates['new_tokens']} tokens",

@@ -174,8 +174,9 @@ def generate_answer(model, tokenizer, record: dict[str, str], max_new_tokens: in
     prompt = render_chat(tokenizer, alpaca_to_chatml(record)[:-1], add_generation_prompt=True)
     ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
     model.eval()
-    with torch.no_grad():  # generation stops at the end-of-turn token, or at the token limit
-        out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
+    with torch.no_grad():  # stops at the end-of-turn token, or at the token limit; greedy decoding of a small model
+        out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,  # loops ('the piano, the piano'),
+                             no_repeat_ngram_size=3,  # so a repeated 3-gram is blocked: transformers' standard guard
                              eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     new = out[0, ids["input_ids"].shape[1]:].tolist()
     return tokenizer.decode(new, skip_special_tokens=True).strip(), tokenizer.eos_token_id in new
