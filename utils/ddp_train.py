@@ -40,7 +40,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--accumulation", type=int, default=1, help="gradient accumulation steps")
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--lr", type=float, default=5e-3)
-    p.add_argument("--r", type=int, default=8, help="LoRA rank")
+    p.add_argument("--lora-r", type=int, default=8, help="LoRA rank")
     p.add_argument("--dropout", type=float, default=0.05, help="LoRA dropout (04 uses 0.05)")
     p.add_argument("--qlora", action="store_true", help="4-bit NF4 base (QLoRA)")
     p.add_argument("--seed", type=int, default=0)
@@ -140,7 +140,7 @@ def train(args: argparse.Namespace) -> dict[str, Any] | None:
     records, _ = formats.load_alpaca(args.dataset, args.records or None)
     data = Dataset.from_list([formats.prompt_completion(r) for r in records])
     model = load_model(args.model, args.qlora)
-    peft = lora.lora_config(model, r=args.r, targets=lora.attention_modules(model), dropout=args.dropout)
+    peft = lora.lora_config(model, r=args.lora_r, targets=lora.attention_modules(model), dropout=args.dropout)
     config = training.sft_config(args.out, args.steps, args.batch_size, args.lr,
                                  args.max_length, save_steps=args.steps, seed=args.seed, save_strategy="no",
                                  logging_steps=1, gradient_accumulation_steps=args.accumulation)
