@@ -105,7 +105,7 @@ def test_a_run_past_its_time_is_killed_with_all_its_children(tmp_path):
            "print('started', flush=True); time.sleep(60)"
     proc = ddp.start([sys.executable, "-c", code], dict(os.environ), tmp_path / "log")
     time.sleep(1)
-    with pytest.raises(ddp.LaunchError, match="ran past 1 s.*started"):
+    with pytest.raises(ddp.LaunchError, match="(?s)ran past 1 s.*started"):
         ddp.finish(proc, tmp_path / "log", timeout=1)
     left = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout
     assert left == ""

@@ -69,12 +69,13 @@ def launch_env(gpus: list[str]) -> dict[str, str]:
     return {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(gpus), "OMP_NUM_THREADS": "1"}
 
 
-def script_args(settings: dict[str, Any], out: Path, dropout: float, accumulation: int, seed: int = 0) -> list[str]:
-    """utils.ddp_train's arguments from a profile's settings."""
+def script_args(settings: dict[str, Any], out: Path, dropouts: list[float], accumulation: int, seed: int = 0
+                ) -> list[str]:
+    """utils.ddp_train's arguments from a profile's settings: one run per LoRA dropout in `dropouts`."""
     args = ["--model", settings["model"], "--dataset", settings["dataset"], "--records", str(settings["records"] or 0),
             "--max-length", str(settings["max_length"]), "--batch-size", str(settings["batch_size"]),
             "--accumulation", str(accumulation), "--steps", str(settings["max_steps"]), "--lr", str(settings["lr"]),
-            "--lora-r", str(settings["r"]), "--dropout", str(dropout), "--seed", str(seed), "--out", str(out)]
+            "--lora-r", str(settings["r"]), "--dropout", *map(str, dropouts), "--seed", str(seed), "--out", str(out)]
     return args + (["--qlora"] if settings["qlora"] else [])
 
 
@@ -127,22 +128,23 @@ def finish(proc: subprocess.Popen, log: Path, timeout: float) -> None:
         raise LaunchError(f"{shlex.join(proc.args)} {why}; full log: {log}\n{tail}")
 
 
-def launch(processes: int, settings: dict[str, Any], out: Path, dropout: float, accumulation: int,
-           gpus: list[str], mixed_precision: str, timeout: float, seed: int = 0) -> dict[str, Any]:
-    """Train with `processes` ranks through accelerate and return rank 0's results, with the wall seconds of the
-    whole launch (start-up included) and the command."""
-    args = script_args(settings, out, dropout, accumulation, seed)
+def launch(processes: int, settings: dict[str, Any], out: Path, dropouts: list[float], accumulation: int,
+           gpus: list[str], mixed_precision: str, timeout: float, seed: int = 0) -> dict[float, dict[str, Any]]:
+    """Train with `processes` ranks through accelerate, one run per LoRA dropout, and return rank 0's results of
+    each, with the wall seconds of the whole launch (start-up included) and the command."""
+    args = script_args(settings, out, dropouts, accumulation, seed)
     cmd = accelerate_command(processes, free_port(), mixed_precision, args)
     begin = time.perf_counter()
     finish(start(cmd, launch_env(gpus), out / "launch.log"), out / "launch.log", timeout)
-    return {**read(out), "wall_seconds": time.perf_counter() - begin, "command": shown(cmd)}
+    launched = {"wall_seconds": time.perf_counter() - begin, "command": shown(cmd)}
+    return {d: {**read(out, d), **launched} for d in dropouts}
 
 
-def read(out: Path) -> dict[str, Any]:
-    """The results.json that rank 0 of a run wrote in `out`."""
-    from .ddp_train import RESULTS
+def read(out: Path, dropout: float) -> dict[str, Any]:
+    """The results.json that rank 0 wrote for the run with LoRA dropout `dropout` of a launch into `out`."""
+    from .ddp_train import RESULTS, run_dir
 
-    return json.loads((out / RESULTS).read_text(encoding="utf-8"))
+    return json.loads((run_dir(out, dropout) / RESULTS).read_text(encoding="utf-8"))
 
 
 def global_batches(run: dict[str, Any]) -> list[list[list[int]]]:
@@ -172,11 +174,13 @@ def loss_diff(a: dict[str, Any], b: dict[str, Any]) -> float:
     return max(abs(x - y) for (_, x), (_, y) in zip(a["losses"], b["losses"]))
 
 
-def lora_diff(a: Path, b: Path) -> float:
-    """Largest absolute difference between the weights of two saved LoRA adapters (same tensors)."""
+def lora_diff(a: Path, b: Path, dropout: float) -> float:
+    """Largest absolute difference between the LoRA weights saved by two launches (into `a` and `b`) for `dropout`."""
     from safetensors.torch import load_file
 
-    x, y = (load_file(Path(f) / "adapter" / "adapter_model.safetensors") for f in (a, b))
+    from .ddp_train import run_dir
+
+    x, y = (load_file(run_dir(f, dropout) / "adapter" / "adapter_model.safetensors") for f in (a, b))
     if x.keys() != y.keys():
         raise ValueError("the adapters have different tensors")
     return max((x[k] - y[k]).abs().max().item() for k in x)

@@ -1,8 +1,10 @@
 """The training script every data-parallel process runs (notebook 08): 04's LoRA/QLoRA recipe, one copy per process.
 
 Launched, never imported by a notebook: `accelerate launch --multi_gpu --num_processes 2 -m utils.ddp_train ...` or
-`torchrun --nproc_per_node 2 -m utils.ddp_train ...`. Rank 0 writes the adapter and results.json (losses, the sample
-ids each rank saw per micro-batch, step times, CPU time); the other ranks write nothing.
+`torchrun --nproc_per_node 2 -m utils.ddp_train ...`. One run per `--dropout` value, one after the other in the same
+processes (a launch costs more start-up than a tiny model's training), each in `<out>/dropout-<value>/`. Rank 0
+writes the adapter and results.json (losses, the sample ids each rank saw per micro-batch, step times, CPU time);
+the other ranks write nothing.
 """
 from __future__ import annotations
 
@@ -15,6 +17,11 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = "results.json"
+
+
+def run_dir(out: str | Path, dropout: float) -> Path:
+    """Where the run with LoRA dropout `dropout` of a launch writing to `out` keeps its adapter and results."""
+    return Path(out) / f"dropout-{float(dropout)}"
 
 
 class TooManyProcessesError(SystemExit):
@@ -41,10 +48,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--lr", type=float, default=5e-3)
     p.add_argument("--lora-r", type=int, default=8, help="LoRA rank")
-    p.add_argument("--dropout", type=float, default=0.05, help="LoRA dropout (04 uses 0.05)")
+    p.add_argument("--dropout", type=float, nargs="+", default=[0.05], help="LoRA dropout, one run each (04: 0.05)")
     p.add_argument("--qlora", action="store_true", help="4-bit NF4 base (QLoRA)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="folder for the adapter and results.json (rank 0)")
+    p.add_argument("--out", required=True, help="folder for each run's adapter and results.json (rank 0)")
     return p.parse_args(argv)
 
 
@@ -125,9 +132,9 @@ def gather(mine: dict[str, Any]) -> list[dict[str, Any]]:
     return everyone
 
 
-def train(args: argparse.Namespace) -> dict[str, Any] | None:
-    """Train one LoRA (or QLoRA) adapter with 04's recipe in this process, as one rank of the launch; rank 0
-    saves the adapter and returns (and writes) the results, the other ranks return None."""
+def train(args: argparse.Namespace, dropout: float) -> dict[str, Any] | None:
+    """Train one LoRA (or QLoRA) adapter with 04's recipe and LoRA `dropout` in this process, as one rank of the
+    launch; rank 0 saves the adapter and returns (and writes) the results, the other ranks return None."""
     import torch
     import torch.distributed as dist
     from datasets import Dataset
@@ -140,8 +147,9 @@ def train(args: argparse.Namespace) -> dict[str, Any] | None:
     records, _ = formats.load_alpaca(args.dataset, args.records or None)
     data = Dataset.from_list([formats.prompt_completion(r) for r in records])
     model = load_model(args.model, args.qlora)
-    peft = lora.lora_config(model, r=args.lora_r, targets=lora.attention_modules(model), dropout=args.dropout)
-    config = training.sft_config(args.out, args.steps, args.batch_size, args.lr,
+    out = run_dir(args.out, dropout)
+    peft = lora.lora_config(model, r=args.lora_r, targets=lora.attention_modules(model), dropout=dropout)
+    config = training.sft_config(str(out), args.steps, args.batch_size, args.lr,
                                  args.max_length, save_steps=args.steps, seed=args.seed, save_strategy="no",
                                  logging_steps=1, gradient_accumulation_steps=args.accumulation)
     trainer = training.fp32_trainable(SFTTrainer(model=model, args=config, train_dataset=data,
@@ -156,18 +164,18 @@ def train(args: argparse.Namespace) -> dict[str, Any] | None:
             "node": int(os.environ.get("GROUP_RANK", "0")), "device": str(trainer.args.device),
             "micro_batches": seen, "step_seconds": timer.seconds, "cpu_seconds": time.process_time() - cpu}
     ranks = gather(mine)
-    trainer.save_model(str(Path(args.out) / "adapter"))  # every rank calls it; only rank 0 writes
+    trainer.save_model(str(out / "adapter"))  # every rank calls it; only rank 0 writes
     if not trainer.args.should_save:
         return None
     results = {"world_size": trainer.args.world_size, "accumulation": args.accumulation,
-               "batch_size": args.batch_size, "steps": trainer.state.global_step, "dropout": args.dropout,
+               "batch_size": args.batch_size, "steps": trainer.state.global_step, "dropout": dropout,
                "qlora": args.qlora, "trainable": trainable, "allreduce_ms": reduce_ms, "ranks": ranks,
                "distributed": str(trainer.args.parallel_mode), "backend": dist.get_backend() if ranks[1:] else None,
                "ddp_find_unused_parameters": trainer.args.ddp_find_unused_parameters,
                "mixed_precision": "fp16" if config.fp16 else "bf16" if config.bf16 else "no",
                "losses": [(e["step"], e["loss"]) for e in trainer.state.log_history if "loss" in e],
                "load_average": os.getloadavg()[0]}
-    Path(args.out, RESULTS).write_text(json.dumps(results), encoding="utf-8")
+    (out / RESULTS).write_text(json.dumps(results), encoding="utf-8")
     return results
 
 
@@ -176,7 +184,9 @@ def main(argv: list[str] | None = None) -> None:
         from tools import probe
 
         probe.emulate_t4()
-    train(parse(argv))
+    args = parse(argv)
+    for dropout in args.dropout:
+        train(args, dropout)
 
 
 if __name__ == "__main__":
