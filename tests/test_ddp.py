@@ -107,7 +107,10 @@ def test_sentences_are_computed_from_the_numbers():
     assert one["samples/s"] == pytest.approx(20.0) and one["samples per step"] == 4
     said = ddp.verdict(one, two, allreduce_ms=2.0, trainable=1000, on_gpu=False, load=1.5)
     assert said[0].startswith("2 processes trained 10.0 samples/s, one process 20.0: 0.50× the speed")
-    assert "0.5% of a step" in said[1] and "load average 1.5" in said[2] and said[3].startswith("Estimate, not")
+    assert "0.5% of a step" in said[1] and said[2].startswith("Slower on the CPU") and "load average 1.5" in said[2]
+    assert "+300% CPU time per sample" in said[2] and said[3].startswith("Estimate, not")
+    faster = ddp.verdict(one, {**two, "samples/s": 30.0}, allreduce_ms=2.0, trainable=1000, on_gpu=False, load=1.5)
+    assert "1.50× the speed" in faster[0] and faster[2].startswith("Faster on the CPU only because")
     assert len(ddp.verdict(one, two, 2.0, 1000, on_gpu=True, load=1.5)) == 2  # measured on GPUs: no estimate
     assert ddp.full_finetune_gb(1e9) == 16 and ddp.full_finetune_gb(1e9, 8, zero3=True) == 2
 
