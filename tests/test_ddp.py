@@ -111,6 +111,8 @@ def test_sentences_are_computed_from_the_numbers():
     assert "+300% CPU time per sample" in said[2] and said[3].startswith("Estimate, not")
     faster = ddp.verdict(one, {**two, "samples/s": 30.0}, allreduce_ms=2.0, trainable=1000, on_gpu=False, load=1.5)
     assert "1.50× the speed" in faster[0] and faster[2].startswith("Faster on the CPU only because")
+    even = ddp.verdict(one, {**two, "samples/s": 21.0}, allreduce_ms=2.0, trainable=1000, on_gpu=False, load=1.5)
+    assert even[2].startswith("About as fast on the CPU")
     assert len(ddp.verdict(one, two, 2.0, 1000, on_gpu=True, load=1.5)) == 2  # measured on GPUs: no estimate
     assert ddp.full_finetune_gb(1e9) == 16 and ddp.full_finetune_gb(1e9, 8, zero3=True) == 2
 

@@ -234,11 +234,14 @@ def verdict(one: dict[str, float], two: dict[str, float], allreduce_ms: float, t
     if n > 1 and not on_gpu:
         cpu = two["CPU s per sample"] / one["CPU s per sample"] - 1
         cost = f"they spent {cpu:+.0%} CPU time per sample against one process"
-        said.append(f"Slower on the CPU: the {n} processes share the machine's {os.cpu_count()} cores (load average "
-                    f"{load:.1f} at the end of the run) and wait for each other at every step; {cost}." if ratio < 1
-                    else f"Faster on the CPU only because one process runs on one thread here and {n} processes use "
-                    f"{n} of the machine's {os.cpu_count()} cores; {cost}, and on busy cores (load average "
-                    f"{load:.1f} at the end of the run) the ratio changes from run to run.")
+        busy = f"load average {load:.1f} at the end of the run"
+        if ratio < 0.9:
+            said.append(f"Slower on the CPU: the {n} processes share the machine's {os.cpu_count()} cores ({busy}) "
+                        f"and wait for each other at every step; {cost}.")
+        else:
+            said.append(("About as fast" if ratio <= 1.1 else "Faster") + f" on the CPU only because one process runs "
+                        f"on one thread here and {n} processes use {n} of the machine's {os.cpu_count()} cores; "
+                        f"{cost}, and on busy cores ({busy}) the ratio changes from run to run.")
     if not on_gpu:
         gb = trainable * 4 / 1e9
         ms = 2 * gb / PCIE_GB_S * 1000  # a ring all-reduce of two ranks sends and receives the gradients once each
