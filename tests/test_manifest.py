@@ -18,7 +18,7 @@ def test_settings_are_read_from_the_notebook_cell():
 
 def test_cpu_manifest_per_notebook():
     m = manifest.manifest("cpu")
-    assert list(m) == [p.stem for p in manifest.notebooks()] and len(m) == 7
+    assert list(m) == [p.stem for p in manifest.notebooks()] and len(m) == 8
     assert Item("tokenizer", "gpt2", setting="gpt2_tokenizer") in m["02_bpe_from_scratch"]
     assert Item("dataset", "Salesforce/wikitext", "wikitext-2-raw-v1", None, ("train", "validation"), "data") \
         in m["03_full_finetune_gpt2"]
@@ -26,6 +26,7 @@ def test_cpu_manifest_per_notebook():
                                                     "roberta-large", "evaluate-metric/squad"}
     assert Item("metric", "evaluate-metric/squad", setting="metric", required=False) in m["05_llama2_squad"]
     assert {i.setting for i in m["07_gguf_inference"]} >= {"model", "speed_model", "embedder"}
+    assert {i.id for i in m["08_data_parallel"]} == {"HuggingFaceTB/SmolLM2-135M-Instruct", "yahma/alpaca-cleaned"}
     hh = [i for i in m["06_dpo"] if i.kind == "dataset"]
     assert [(i.data_dir, i.splits) for i in hh] == [("harmless-base", ("train", "test")),
                                                     ("helpful-base", ("train", "test"))]

@@ -31,7 +31,7 @@ def nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def released(tmp_path_factory):
-    """The course folder after `generate_assignment` on all seven notebooks."""
+    """The course folder after `generate_assignment` on every course notebook."""
     course = tmp_path_factory.mktemp("nbgrader")
     points = instructor.write_nbgrader_source(course, ASSIGNMENT)
     done = nbgrader(course, "generate_assignment", ASSIGNMENT)

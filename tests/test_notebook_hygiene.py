@@ -9,10 +9,10 @@ from tools import notebooks
 from utils.env import ROOT
 
 EXPECTED = ["01_tokenization", "02_bpe_from_scratch", "03_full_finetune_gpt2", "04_lora_qlora", "05_llama2_squad",
-            "06_dpo", "07_gguf_inference"]
+            "06_dpo", "07_gguf_inference", "08_data_parallel"]
 
 
-def test_the_course_has_its_seven_notebooks():
+def test_the_course_has_its_eight_notebooks():
     assert [p.stem for p in notebooks.course_notebooks()] == EXPECTED
 
 

@@ -150,15 +150,9 @@ def test_fp16_trainers_get_the_overflow_check(gpt2):
 
 def test_04_trains_with_an_8bit_optimizer_that_is_not_paged():
     """Paged state sits in CUDA unified memory: max_memory_allocated misses it and bitsandbytes never frees it."""
-    import json
-
     from transformers import Trainer, TrainingArguments
 
-    from utils.env import ROOT
-
-    cells = json.loads((ROOT / "04_lora_qlora.ipynb").read_text())["cells"]
-    recipe = next("".join(c["source"]) for c in cells if "def sft_args" in "".join(c["source"]))
-    optim = re.search(r'optim="([^"]+)"', recipe).group(1)
+    optim = training.sft_config("unused", 1, 1, 1e-4, 8, 1).optim  # the recipe of 04 (and 08)
     cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(TrainingArguments("unused", optim=optim, use_cpu=True))
     assert "bitsandbytes" in cls.__module__ and kwargs.get("optim_bits") == 8 and not kwargs.get("is_paged")
 

@@ -46,8 +46,9 @@ def emulate_t4() -> str:
     if not torch.cuda.is_available():
         return "no CUDA device: nothing to emulate"
     torch.cuda.is_bf16_supported = lambda including_emulation=True: False
-    total = torch.cuda.get_device_properties(0).total_memory
-    torch.cuda.set_per_process_memory_fraction(min(1.0, T4_MEMORY / total), 0)
+    device = int(os.environ.get("LOCAL_RANK", "0"))  # a data-parallel rank's own GPU (08)
+    total = torch.cuda.get_device_properties(device).total_memory
+    torch.cuda.set_per_process_memory_fraction(min(1.0, T4_MEMORY / total), device)
     torch.backends.cuda.enable_flash_sdp(False)
     torch.backends.cuda.enable_cudnn_sdp(False)
     torch.backends.cuda.enable_mem_efficient_sdp(True)

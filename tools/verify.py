@@ -33,6 +33,7 @@ CUT_DOWN: dict[str, dict[str, Any]] = {
     "05_llama2_squad": {"SAMPLE_SIZES": [8], "EVAL_QUESTIONS": 10},
     "06_dpo": {"STEPS": 4},
     "07_gguf_inference": {"MAX_NEW_TOKENS": 16},
+    "08_data_parallel": {"MAX_STEPS": 4},
 }
 # How a cut-down parameter scales a cost back to the profile's own setting: (setting, the cost it scales, how the
 # setting counts that cost's work: the number itself, or a function of it).

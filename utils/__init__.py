@@ -8,6 +8,7 @@
     dpo                       06  preference pairs and the DPO loss
     gguf_export, inference,   07  GGUF export and quantization, llama.cpp inference, retrieval
     rag
+    ddp, ddp_train            08  data-parallel training: launching, the script each rank runs, the checks
     env, data, models,        all profiles and the first table, shipped data, model loading, the course's training
     training, report, checks,     rules, tables and results, self-checking exercises, free disk space, smoke assets
     exercises, disk, assets

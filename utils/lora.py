@@ -223,3 +223,13 @@ def trainable_4bit(model):
             if getattr(w.quant_state, "packing_format_for_cpu", False):
                 w.data, w.quant_state = _convert_weight_packed_for_cpu_inverse(w.data, w.quant_state)
     return model
+
+
+def prepare_4bit(model):
+    """QLoRA's preparation of a 4-bit base (04 and 08): `trainable_4bit`, then peft's prepare_model_for_kbit_training
+    (fp32 norms and embeddings, frozen base) with non-reentrant activation checkpointing, which DDP needs (peft's
+    default, reentrant, fails under DDP with 'Expected to mark a variable ready only once')."""
+    from peft import prepare_model_for_kbit_training
+
+    return prepare_model_for_kbit_training(trainable_4bit(model), use_gradient_checkpointing=True,
+                                           gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -1,6 +1,7 @@
 """Load tokenizers and models by name: 'local:<name>' for the offline assets, otherwise a Hub id or a folder."""
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,19 @@ def load_causal_lm(name: str, **kwargs: Any):
     if getattr(model, "loss_type", "") is None:  # e.g. GPT2LMHeadModel: its class name maps to no loss, so
         model.loss_type = "ForCausalLM"  # transformers warned and fell back to this one; now chosen, not guessed
     return model
+
+
+def local_rank() -> int:
+    """This process's GPU index on its machine: LOCAL_RANK, set by torchrun and accelerate launch (0 when alone)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def device_map() -> dict[str, int] | str:
+    """Where from_pretrained puts a whole model: this process's own GPU, {"": local_rank()} (a fixed {"": 0} would
+    put every data-parallel rank on GPU 0), or "cpu" without CUDA. Never split across GPUs."""
+    import torch
+
+    return {"": local_rank()} if torch.cuda.is_available() else "cpu"
 
 
 def cast_floats(model, dtype):

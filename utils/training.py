@@ -37,6 +37,27 @@ def precision(fp16: bool | None = None) -> Precision:
     return Precision(torch.bfloat16, bf16=True) if cuda else Precision(torch.float32)
 
 
+def sft_config(output_dir: str, max_steps: int, batch_size: int, lr: float, max_length: int, save_steps: int,
+               seed: int = 0, **overrides: Any):
+    """The course's one SFT recipe (04's runs, 08's data-parallel script): the same steps, batch, schedule, answer-only
+    loss, 8-bit AdamW, activation checkpointing and precision for every run. It is DDP-ready: non-reentrant
+    checkpointing and no search for unused parameters (reentrant checkpointing with that search crashes a PEFT model
+    under DDP). `overrides` replace any field (e.g. gradient_accumulation_steps, logging_steps)."""
+    import torch
+    from trl import SFTConfig
+
+    on_gpu = torch.cuda.is_available()
+    recipe = dict(
+        output_dir=output_dir, max_steps=max_steps, per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=batch_size, learning_rate=lr, warmup_steps=max(1, max_steps // 10),
+        max_length=max_length, completion_only_loss=True, optim="adamw_bnb_8bit",
+        activation_checkpointing=True, activation_checkpointing_kwargs={"use_reentrant": False},
+        ddp_find_unused_parameters=False, use_cpu=not on_gpu, **precision().args,
+        logging_steps=max(1, max_steps // 4), save_strategy="steps", save_steps=save_steps, save_total_limit=1,
+        include_num_input_tokens_seen="non_padding", report_to=[], seed=seed, dataloader_pin_memory=on_gpu)
+    return SFTConfig(**{**recipe, **overrides})
+
+
 def fp32_trainable(trainer):
     """Cast every trainable parameter of a freshly built trainer to fp32 and return the trainer. trl casts QLoRA
     adapters to bf16, and fp16 autocast's gradient scaler cannot unscale 16-bit gradients (a T4 stops at step 1).
