@@ -154,7 +154,7 @@ def test_04_trains_with_an_8bit_optimizer_that_is_not_paged():
 
     from transformers import Trainer, TrainingArguments
 
-    from utils.env import ROOT
+    from utils.paths import ROOT
 
     cells = json.loads((ROOT / "04_lora_qlora.ipynb").read_text())["cells"]
     recipe = next("".join(c["source"]) for c in cells if "def sft_args" in "".join(c["source"]))
