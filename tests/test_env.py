@@ -149,6 +149,8 @@ def test_start_merges_overrides_and_makes_the_output_folder(monkeypatch, tmp_pat
     table = ctx.table()
     assert table.loc["profile"].iloc[0] == "smoke" and "set in parameters" in table.loc["steps"].iloc[0]
     assert {"runs on", "device", "why"} <= set(table.index)
+    html = table._repr_html_()  # the notebook shows the HTML: every value whole, not cut at 50 characters
+    assert table.loc["why"].iloc[0] in html and str(ctx.out_dir) in html and "...</td>" not in html
 
 
 def test_start_rejects_unknown_settings_and_incomplete_profiles(monkeypatch, tmp_path):

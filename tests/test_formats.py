@@ -158,3 +158,14 @@ def test_format_adherence_asks_for_the_end_of_turn_right_after_the_answer(tok):
     assert formats.format_adherence(NextToken(5, len(tok)), tok, records) == 0.0  # rambles on
     with pytest.raises(ValueError, match="no records"):
         formats.format_adherence(stops, tok, [])
+
+
+@pytest.mark.parametrize("favoured, ends", [("eos", True), ("other", False)])
+def test_free_generation_stops_at_the_end_of_turn_or_runs_to_the_limit(tok, favoured, ends):
+    model = models.load_causal_lm("local:tiny-llama")
+    token = tok.eos_token_id if favoured == "eos" else 5
+    model.lm_head.register_forward_hook(lambda module, args, out: out + 100 * torch.nn.functional.one_hot(
+        torch.tensor(token), out.shape[-1]))  # this token always wins
+    text, ended = formats.generate_answer(model, tok, RECORD, max_new_tokens=6)
+    assert ended is ends and (text == "" if ends else len(tok(text, add_special_tokens=False)["input_ids"]) >= 6)
+    assert formats.free_stop_rate(model, tok, [RECORD, NO_INPUT], max_new_tokens=6) == float(ends)

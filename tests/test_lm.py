@@ -150,3 +150,10 @@ def test_next_token_choices_show_how_many_tokens_each_strategy_keeps(gpt2, tok):
     assert 1 <= possible["top-p (p=0.9)"] < gpt2.config.vocab_size
     assert ((probs >= 0) & (probs <= 1)).all().all() and (probs.sum() <= 1 + 1e-6).all()
     assert len(lm.strategy_warpers({"do_sample": False})) == 0
+
+
+def test_seen_ngrams_counts_the_written_pairs_found_in_the_reference():
+    reference = "The river flows north. The river is long."
+    assert lm.seen_ngrams(["the river is long"], reference) == 1.0
+    assert lm.seen_ngrams(["the river is blue"], reference) == pytest.approx(2 / 3)  # 'is blue' is new
+    assert lm.seen_ngrams(["River, the!"], reference, n=1) == 1.0 and lm.seen_ngrams(["x"], reference) == 0.0

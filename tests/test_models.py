@@ -43,3 +43,18 @@ def test_hub_model_offline_says_what_to_do(monkeypatch):
 def test_empty_model_name_is_an_error():
     with pytest.raises(models.ModelUnavailableError, match="non-empty string"):
         models.resolve("")
+
+
+def test_a_first_build_says_so_before_it_starts_and_its_time_after(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    said_before = []
+
+    def build(spec, out):  # stands in for the minutes of pre-training: what was printed when the build began?
+        said_before.append(capsys.readouterr().out)
+        (out / "config.json").write_text("{}")
+
+    monkeypatch.setattr(assets, "_build_gpt2", build)
+    path = assets.local_model("tiny-gpt2")
+    assert said_before[0].startswith("building the local model 'tiny-gpt2' once")
+    assert capsys.readouterr().out.startswith("built 'tiny-gpt2' in ")
+    assert assets.local_model("tiny-gpt2") == path and capsys.readouterr().out == ""  # cached: silent, instant

@@ -1,6 +1,6 @@
 import pytest
 
-from utils import data
+from utils import data, verdicts
 
 LIBRARIES = {"Python", "regex", "NLTK", "spaCy", "gensim", "sentencepiece", "tokenizers", "transformers"}
 FAMILIES = {"whitespace", "regex", "word", "sentence", "character", "byte", "subword"}
@@ -99,3 +99,31 @@ def test_exercise_solutions_pass_and_notes_are_honest(res):
     assert "punkt_tab" in res["nltk_note"]  # offline: said so, not a silent substitute
     assert res["sentences_ending_after_abbreviation"]["spaCy sentences"] <= \
         res["sentences_ending_after_abbreviation"]["NLTK Punkt"]
+
+
+def test_lossy_counts_are_flagged_from_the_round_trip_columns(res):
+    scripts = {row["script"]: row for row in res["scripts"]}
+    assert all(row["GPT-2 round trip"] for row in scripts.values())  # byte-level: nothing lost, in any script
+    assert not scripts["Hindi"]["BERT round trip"] and scripts["emoji"]["BERT [UNK]"] > 0
+    assert res["lossy_notes"] == verdicts.fewer_but_lossy(res["scripts"], "GPT-2", "BERT")
+    flagged = {note.split(":")[0] for note in res["lossy_notes"]}
+    assert flagged == {s for s, row in scripts.items()
+                       if row["BERT tokens"] < row["GPT-2 tokens"] and not row["BERT round trip"]}
+    assert {"Hindi", "emoji"} <= flagged
+    assert "".join(res["spacy_emoji_pieces"]) == "👩‍💻"
+
+
+# Every headline figure and outcome-stating sentence of 01, and the test that computes or checks it.
+CLAIMS = {
+    "headline 'gpt2_chars_per_token'": "test_characters_per_token_are_positive_and_ordered_as_measured",
+    "headline 'bert_round_trip'": "test_round_trips_are_the_true_facts",
+    "headline 'fast_vs_slow_speedup'": "test_fast_tokenizer_matches_the_python_one_and_its_speed_is_measured",
+    "headline 'chat_prompt_tokens'": "test_chat_prompt_costs_more_than_its_messages",
+    "section 6: bytes / GPT-2 / words / BERT figures (printed from the table)": "test_round_trips_are_the_true_facts",
+    "section 7: lossy counts flagged (verdicts.fewer_but_lossy), spaCy's emoji split":
+        "test_lossy_counts_are_flagged_from_the_round_trip_columns",
+}
+
+
+def test_every_claim_has_its_check():
+    assert all(callable(globals()[name]) for name in CLAIMS.values())

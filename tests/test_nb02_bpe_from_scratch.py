@@ -1,6 +1,8 @@
 """Notebook 02 in smoke: BPE by hand, on bytes, pre-split, specials, checked against Hugging Face, made fast."""
 import pytest
 
+from utils import verdicts
+
 
 @pytest.fixture(scope="module")
 def res(notebook):
@@ -51,3 +53,25 @@ def test_02_benchmark_and_exercises(res):
     assert len(bench["rows"]) == 4 and all(v > 0 for v in bench["ratios"].values())
     assert res["results"]["exercises"] == {"02.1": True, "02.2": True, "02.3": True, "02.4": True}
     assert res["headline"]["gpt2_identical"] is True and res["headline"]["bytes_per_token"] > 1.8
+
+
+# Every headline figure and outcome-stating sentence of 02, and the test that computes or checks it.
+CLAIMS = {
+    "headline 'corpus_bytes', 'bytes_per_token', 'gpt2_identical'": "test_02_headline_and_speed_verdict",
+    "headline 'training: … ×faster' and the printed comparison (verdicts.faster)": "test_02_headline_and_speed_verdict",
+    "summary: identical ids to the Hugging Face export and GPT-2":
+        "test_02_agrees_with_hugging_face_and_gpt2_tokenizers",
+    "summary: the classic table reproduced": "test_02_reproduces_the_classic_replacement_table",
+}
+
+
+def test_02_headline_and_speed_verdict(res):
+    r, headline = res["results"], res["headline"]
+    rows = {row["implementation"]: row for row in r["benchmark"]["rows"] if row["train job"].startswith("vocab")}
+    cmp = verdicts.faster("HF tokenizers (1 thread)", rows["HF tokenizers, 1 thread"]["train s"],
+                          "our fast BPE", rows["fast (utils.bpe_fast)"]["train s"], "training")
+    assert r["train_comparison"] == cmp and headline[cmp["key"]] == round(cmp["ratio"], 2)
+    assert cmp["text"].startswith(cmp["faster"]) and cmp["ratio"] >= 1  # the headline names who is faster
+    assert set(headline) == {"corpus_bytes", "bytes_per_token", "gpt2_identical", cmp["key"]}
+    assert headline["corpus_bytes"] == r["corpus"]["bytes"]
+    assert all(globals()[name] for name in CLAIMS.values())

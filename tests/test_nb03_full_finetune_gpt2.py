@@ -84,6 +84,8 @@ def test_generations_and_decoding_strategies(res):
     possible = r["next_token_possible"]
     assert possible["greedy"] == 1 and possible["top-k (k=50)"] == 50
     assert possible["temperature 0.7"] == r["vocab_size"] > possible["top-p (p=0.9)"]
+    copied = r["copied_word_pairs"]  # the decoding sentence is computed from these (verdicts.rate_change)
+    assert set(copied) == {"before", "full", "partial"} and all(0 <= v <= 1 for v in copied.values())
 
 
 def test_exercise_solutions_pass(res):
@@ -101,3 +103,17 @@ def test_checkpoints_are_deleted_once_the_results_are_saved(res):
     from pathlib import Path
 
     assert not (Path(res["_out_dir"]) / "checkpoints").exists()  # Kaggle's 20 GB: 03 left ~9 GB on a T4
+
+
+# Every headline figure and outcome-stating sentence of 03, and the test that computes or checks it.
+CLAIMS = {
+    "headline 'ppl before', 'ppl full', 'ppl partial', 'partial trainable %'":
+        "test_full_fine_tuning_beats_the_no_context_baseline",
+    "section 7: generated word pairs found in the training text, before → after (lm.seen_ngrams)":
+        "test_generations_and_decoding_strategies",
+    "section 6: a resumed run ends like an uninterrupted one": "test_a_resumed_run_ends_like_an_uninterrupted_one",
+}
+
+
+def test_every_claim_has_its_check():
+    assert all(callable(globals()[name]) for name in CLAIMS.values())

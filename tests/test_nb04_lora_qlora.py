@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from utils import lora, models
+from utils import lora, models, verdicts
 
 LORA_RUNS = ["LoRA r=4", "LoRA r=8", "LoRA r=16"]
 
@@ -85,7 +85,7 @@ def test_disk_kept_to_what_the_lesson_needs(res):
 
 def test_answers_and_exercises(res):
     assert len(res["answers"]) == 3
-    assert all(row["before"] and row["after (LoRA merged)"] for row in res["answers"])
+    assert all(isinstance(row[k], str) for row in res["answers"] for k in ("before", "after (LoRA merged)"))
     assert res["exercises"] == {"04.1": True, "04.2": True, "04.3": True, "04.4": True}
 
 
@@ -93,3 +93,23 @@ def test_tuning_teaches_the_response_format(res):
     rates = res["format_adherence"]
     assert rates["instructions"] == res["splits"]["held_out"] + res["splits"]["eval"]  # every one kept out of training
     assert rates["LoRA r=16, merged"] > rates["base model"]  # ends its answer with the end-of-turn token more often
+    free = rates["free_stop"]
+    assert set(free) == {"base model", "LoRA r=16, merged"} and all(0 <= v <= 1 for v in free.values())
+    assert rates["verdict"] == [
+        verdicts.rate_change("Teacher-forced, the end-of-turn rate", rates["base model"], rates["LoRA r=16, merged"]),
+        verdicts.rate_change(f"free generation, the share of answers ending within {rates['new_tokens']} tokens",
+                             *free.values())]
+
+
+# Every headline figure and outcome-stating sentence of 04, and the test that computes or checks it.
+CLAIMS = {
+    "headline 'LoRA r=16 eval loss', 'full FT eval loss'": "test_lora_lowers_eval_loss_with_fewer_trainable_parameters",
+    "headline 'LoRA r=16 trainable %'": "test_lora_lowers_eval_loss_with_fewer_trainable_parameters",
+    "headline 'format adherence base -> tuned', 'free stop base -> tuned' and section 8's sentence":
+        "test_tuning_teaches_the_response_format",
+    "headline 'merge max |dlogit|'": "test_merged_model_matches_the_adapter_and_reloads",
+}
+
+
+def test_every_claim_has_its_check():
+    assert all(callable(globals()[name]) for name in CLAIMS.values())

@@ -2,6 +2,8 @@ from pathlib import Path
 
 import pytest
 
+from utils import verdicts
+
 
 @pytest.fixture(scope="module")
 def res(notebook):
@@ -67,17 +69,18 @@ def test_07_retrieval_cache_and_exercises(res):
     assert set(res["headline"]) >= {"q4_0/f16 size", "q8_0 top-1 agreement"}
 
 
-def test_07_q4_0_decodes_fastest_on_a_model_bound_by_memory(res):
+def test_07_llama_cpp_decodes_faster_than_transformers_on_the_speed_model(res):
     s = res["results"]["speed"]
     assert s["parameters"] >= 100_000_000 and s["model"] == "local:speed-llama"
     rows = {row["variant"]: row for row in s["table"]}
     assert {"transformers fp32", "llama.cpp f16", "llama.cpp q8_0", "llama.cpp q4_0"} <= set(rows)
     assert "top1_agreement" not in rows["llama.cpp f16"]  # random weights: speed only
     gen = {name: row["gen_tok_s"] for name, row in rows.items()}
-    assert gen["llama.cpp q4_0"] > gen["llama.cpp f16"] and gen["llama.cpp q4_0"] > gen["transformers fp32"], gen
+    assert gen["llama.cpp q4_0"] > gen["transformers fp32"], gen  # whether q4_0 beats f16 is the verdict's to say
     assert all(row["timed_s"] > 0.5 for row in rows.values())  # runs last long enough to time
-    speed = res["headline"]["q4_0/fp32 gen speed"]
-    assert abs(speed - gen["llama.cpp q4_0"] / gen["transformers fp32"]) < 0.01 * speed + 0.01
+    cmp = res["results"]["generation_comparison"]
+    assert cmp["faster"] == "llama.cpp q4_0" and res["headline"][cmp["key"]] == round(cmp["ratio"], 2)
+    assert cmp["ratio"] == pytest.approx(gen["llama.cpp q4_0"] / gen["transformers fp32"])
 
 
 def test_07_the_bound_is_bandwidth_over_the_weight_bytes_read_per_token(res):
@@ -98,9 +101,42 @@ def test_07_speed_sentence_follows_the_measured_order(res):
     r = res["results"]
     rows = {row["variant"]: row for row in r["speed"]["table"]}
     speeds = {q: rows[f"llama.cpp {q}"]["gen_tok_s"] for q in ("f16", "q8_0", "q4_0")}
+    sizes = {q: rows[f"llama.cpp {q}"]["size_mb"] for q in ("f16", "q8_0", "q4_0")}
     assert r["speed_order"] == " > ".join(sorted(speeds, key=speeds.get, reverse=True))
-    assert r["memory_bound"] == (r["speed_order"] == "q4_0 > q8_0 > f16")
+    assert r["speed_follows_bytes"] == (r["speed_order"] == "q4_0 > q8_0 > f16")
+    assert r["speed_verdict"] == verdicts.speed_verdict(sizes, speeds, r["speed"]["bandwidth_gb_s"])
+    limits = {row["variant"]: row["limited by"] for row in r["speed"]["bound"]}
+    assert limits == {name: row["limited by"] for name, row in r["speed"]["limits"].items()}
     assert {row["ratio"] for row in r["ratios"]} >= {"q4_0 file / f16 file", "q8_0 top-1 agreement with fp32"}
+
+
+# Every headline figure and outcome-stating sentence of 07, and the test that computes or checks it.
+CLAIMS = {
+    "headline 'q4_0/f16 size'": "test_07_headline_figures_are_the_run_s_numbers",
+    "headline 'generation (speed model): … ×faster'":
+        "test_07_llama_cpp_decodes_faster_than_transformers_on_the_speed_model",
+    "headline 'q8_0 top-1 agreement'": "test_07_headline_figures_are_the_run_s_numbers",
+    "headline 'retrieval hit@3'": "test_07_headline_figures_are_the_run_s_numbers",
+    "section 5: which files memory or arithmetic limited (verdicts.speed_verdict)":
+        "test_07_speed_sentence_follows_the_measured_order",
+    "section 5: q4_0 against transformers fp32 (verdicts.faster)":
+        "test_07_llama_cpp_decodes_faster_than_transformers_on_the_speed_model",
+    "section 9: how many users per core, whether batching helped (serving.batching_verdict)":
+        "test_07_serves_many_users_and_the_verdict_follows_its_tables",
+    "07.4: the budget includes a file exactly at it (verdicts.fits)": "tests/test_verdicts.py",
+}
+
+
+def test_07_headline_figures_are_the_run_s_numbers(res):
+    r, headline = res["results"], res["headline"]
+    assert len(headline) == 4 and all(k.startswith("headline") for k in CLAIMS if "headline" in k)
+    files, rows = r["files"], {row["variant"]: row for row in r["benchmark"]}
+    assert headline["q4_0/f16 size"] == round(files["q4_0"]["size_mb"] / files["f16"]["size_mb"], 3)
+    assert headline["q8_0 top-1 agreement"] == round(rows["llama.cpp q8_0"]["top1_agreement"], 3)
+    assert headline["retrieval hit@3"] == r["retrieval"]["hit_rate"]
+    assert set(headline) == {"q4_0/f16 size", "q8_0 top-1 agreement", "retrieval hit@3",
+                             r["generation_comparison"]["key"]}
+    assert all(globals()[name] for name in CLAIMS.values() if name.startswith("test_"))
 
 
 def test_07_serves_many_users_and_the_verdict_follows_its_tables(res):

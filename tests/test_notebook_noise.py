@@ -15,6 +15,12 @@ NOISE = {
     "Unable to parse line": "a parameters line papermill cannot read",
     "VBox(children=": "a widget saved without a text fallback",
     "np.float64(": "a NumPy scalar's repr in a printed result (report.save_results makes the headline plain numbers)",
+    "are deprecated. Use `cache` instead": "a model output's old cache name (lora.measured_kv_cache_bytes_per_token)",
+    "was set in the config but it is unrecognized": "GPT-2's loss chosen on loading (models.load_causal_lm)",
+    "will result in indexing errors": "whole articles tokenized before they are cut into blocks (03, verbose=False)",
+    "mtime may not be reliable": "Trainer's checkpoint ordering (filtered in utils/__init__.py)",
+    "friendly reminder": "05's few-shot prompts past the smoke model's positions (filtered in utils/__init__.py)",
+    "Training Loss</th>": "a Trainer progress table in a headless run (tools.runner: one printed line per run)",
 }
 WIDGET = "application/vnd.jupyter.widget-view+json"
 

@@ -169,3 +169,18 @@ def test_a_tuned_model_generates_in_its_bases_dtype(gpt2):
     model = models.cast_floats(copy.deepcopy(gpt2), torch.float16)
     assert {p.dtype for p in model.parameters()} == {torch.float16}
     assert {p.dtype for p in models.cast_floats(model, torch.float32).parameters()} == {torch.float32}
+
+
+def test_a_headless_run_prints_one_line_per_training_run(gpt2, monkeypatch, tmp_path, capsys):
+    from transformers import Trainer, TrainingArguments
+
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    blocks = [{"input_ids": torch.arange(8), "labels": torch.arange(8)}] * 4
+    args = TrainingArguments(str(tmp_path), max_steps=2, logging_steps=1, per_device_train_batch_size=2,
+                             save_strategy="no", report_to=[], use_cpu=True)
+    trainer = training.fp32_trainable(Trainer(model=gpt2, args=args, train_dataset=blocks))
+    names = [type(c).__name__ for c in trainer.callback_handler.callbacks]
+    assert "OneLine" in names and not {"NotebookProgressCallback", "ProgressCallback", "PrinterCallback"} & set(names)
+    trainer.train()
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert len(printed) == 1 and re.fullmatch(r"trained 2 steps in [\d.]+ s: loss [\d.]+ → [\d.]+", printed[0])

@@ -10,8 +10,9 @@
     gguf_export, inference,   07  GGUF export and quantization, llama.cpp inference, retrieval, transformers
     rag, gguf_benchmark           against GGUF files on one CPU
     env, data, models,        all profiles and the first table, shipped data, model loading, the course's training
-    training, report, checks,     rules, tables and results, self-checking exercises, free disk space, smoke assets
-    exercises, disk, assets
+    training, report, checks,     rules, tables and results, self-checking exercises, free disk space, smoke assets,
+    exercises, disk, assets,      verdicts computed from the measurements
+    verdicts
     paths, ui                 --  the ground floor: ROOT and the profiles; progress bars and show_source
     manifest, hubcache        --  what a run's settings need from the Hub; whether it is cached (or a stand-in)
 
@@ -27,3 +28,24 @@ import logging
 #   logs "Failed to load CPU gemm_4bit_forward from kernels-community ... pip install kernels"; its own built-in CPU
 #   kernel is then used, so nothing is missing (and the Hub kernel could not be fetched offline anyway).
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+
+class _DropMessages(logging.Filter):
+    """Drops a logger's records that contain any of `parts` (one library message, named, not a whole logger)."""
+
+    def __init__(self, *parts: str) -> None:
+        super().__init__()
+        self.parts = parts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(part in record.getMessage() for part in self.parts)
+
+
+# - transformers' Trainer orders checkpoints by modification time and, when checkpoints were written within one second
+#   of each other (the course's tiny models), warns "mtime may not be reliable on this filesystem" and orders them by
+#   step number instead: the right order anyway, so the warning tells a learner nothing.
+logging.getLogger("transformers.trainer_utils").addFilter(_DropMessages("mtime may not be reliable"))
+# - generate()'s "friendly reminder" that a prompt ran past the model's trained positions: 05's smoke model has 1,024
+#   and its few-shot prompts pass them by a few tokens; the notebook says so where it builds those prompts.
+logging.getLogger("transformers.generation.stopping_criteria").addFilter(_DropMessages("friendly reminder"))
+

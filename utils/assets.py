@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -156,9 +157,14 @@ def local_model(name: str) -> Path:
     if (target / "config.json").exists():
         return target
     tmp = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=cache_dir()))
+    # a first run builds the model (up to a few minutes on 2 cores): say so before, so the cell never looks hung
+    print(f"building the local model '{name}' once (it is cached in {target.parent} for every later run) ...",
+          flush=True)
+    start = time.perf_counter()
     try:
         (_build_gpt2 if spec["family"] == "gpt2" else _build_llama)(spec, tmp)
         tmp.rename(target)
+        print(f"built '{name}' in {time.perf_counter() - start:.0f} s", flush=True)
     except OSError:
         if not (target / "config.json").exists():  # another process did not win the race: a real failure
             raise

@@ -253,7 +253,13 @@ class RunContext:
         if self.model_source:
             rows.append(("model source", self.model_source))
         rows.append(("outputs", str(self.out_dir)))
-        return pd.DataFrame(rows, columns=["", self.notebook]).set_index("")
+
+        class Whole(pd.DataFrame):  # shown with every value whole: pandas would cut 'why' at 50 characters
+            def _repr_html_(self) -> str:
+                with pd.option_context("display.max_colwidth", None):
+                    return super()._repr_html_()
+
+        return Whole(pd.DataFrame(rows, columns=["", self.notebook]).set_index(""))
 
 
 def start(notebook: str, profile: str, settings_by_profile: dict[str, dict[str, Any]], seed: int = 0,

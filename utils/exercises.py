@@ -322,7 +322,8 @@ def check_pick_quant(pick: Callable, benchmark=None, seed: int | None = None, ca
         for budget in [sizes[0] / 2, *sizes, rng.uniform(sizes[0], sizes[-1] * 1.2)]:
             mine, right = pick(table.copy(), budget), pick_quant(table, budget)
             if mine != right:
-                raise Mismatch(f"with a budget of {budget:.1f} MB and this table:\n{table.to_string()}\nyou picked "
+                raise Mismatch(f"with a budget of {budget:.6f} MB (a size equal to it fits) and this table:\n"
+                               f"{table.to_string()}\nyou picked "
                                f"{mine!r}, expected {right!r}")
     return True
 

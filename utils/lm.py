@@ -205,6 +205,18 @@ def generate(model, tokenizer, prompts: Sequence[str], strategies: dict[str, dic
     return rows
 
 
+def seen_ngrams(texts: Iterable[str], reference: str, n: int = 2) -> float:
+    """The share of the word n-grams in `texts` (lowercased words) that also occur in `reference`: how much of what a
+    model writes it could have copied from that text. 0.0 when the texts have no n-gram."""
+    def grams(text: str) -> list[tuple[str, ...]]:
+        words = re.findall(r"[a-z]+", text.lower())
+        return [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+
+    known = set(grams(reference))
+    written = [g for text in texts for g in grams(text)]
+    return sum(g in known for g in written) / len(written) if written else 0.0
+
+
 def strategy_warpers(options: dict[str, Any]):
     """The transformers logits warpers that `generate` applies for `options`, in its order:
     temperature, then top-k, then top-p (top_k unset means 50 when sampling, as in generate)."""

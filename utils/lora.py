@@ -51,7 +51,8 @@ def measured_kv_cache_bytes_per_token(model, n_tokens: int = 16) -> float:
 
     ids = torch.ones(1, n_tokens, dtype=torch.long, device=model.device)
     with torch.no_grad():
-        cache = model(input_ids=ids, use_cache=True).past_key_values
+        out = model(input_ids=ids, use_cache=True)
+        cache = out["cache"] if "cache" in out else out.past_key_values  # renamed `cache` in transformers 5.x
     total = sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
     return total / n_tokens
 

@@ -51,7 +51,10 @@ def load_causal_lm(name: str, **kwargs: Any):
     """AutoModelForCausalLM for `name`; keyword arguments go to from_pretrained (dtype, quantization_config, …)."""
     from transformers import AutoModelForCausalLM
 
-    return _load(AutoModelForCausalLM, name, **kwargs)
+    model = _load(AutoModelForCausalLM, name, **kwargs)
+    if getattr(model, "loss_type", "") is None:  # e.g. GPT2LMHeadModel: its class name maps to no loss, so
+        model.loss_type = "ForCausalLM"  # transformers warned and fell back to this one; now chosen, not guessed
+    return model
 
 
 def cast_floats(model, dtype):

@@ -48,6 +48,36 @@ def fp32_trainable(trainer):
             param.data = param.data.float()
     if trainer.args.fp16:
         trainer.add_callback(finite_logs())
+    if _headless():
+        one_line_progress(trainer)
+    return trainer
+
+
+def _headless() -> bool:
+    """A headless run (tools.runner sets TQDM_DISABLE): its saved copy keeps only the last frame of any live display."""
+    import os
+
+    return os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
+
+
+def one_line_progress(trainer):
+    """Replace the trainer's live progress display with one printed line per training run (steps, seconds, first and
+    last logged loss): a headless run would save each live table half-drawn ('Training Loss: No log')."""
+    from transformers import ProgressCallback, TrainerCallback
+    from transformers.utils.notebook import NotebookProgressCallback
+
+    class OneLine(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start = time.perf_counter()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            losses = [log["loss"] for log in state.log_history if "loss" in log]
+            trend = f": loss {losses[0]:.3f} → {losses[-1]:.3f}" if losses else ""
+            print(f"trained {state.global_step} steps in {time.perf_counter() - self.start:.1f} s{trend}")
+
+    for callback in (NotebookProgressCallback, ProgressCallback):
+        trainer.remove_callback(callback)
+    trainer.add_callback(OneLine)
     return trainer
 
 
