@@ -45,18 +45,18 @@ HUB_PROFILE = $(if $(filter gpu,$(PROFILE)),gpu,cpu)
 
 prefetch: setup  ## download what PROFILE (cpu|gpu) needs into the Hugging Face caches (from HF_ENDPOINT), for offline runs; NB=05: one notebook
 	@echo "[prefetch] models, datasets and metrics of the $(HUB_PROFILE) profile$(if $(NB), of notebook $(NB)) (needs the Hub: HF_ENDPOINT or the internet)"
-	@$(PY) -m utils.cache prefetch --profile $(HUB_PROFILE) $(if $(NB),--nb $(NB))
+	@$(PY) -m tools.hub.prefetch prefetch --profile $(HUB_PROFILE) $(if $(NB),--nb $(NB))
 
 standin: setup  ## build the Hub stand-in's repositories of PROFILE (cpu|gpu) in .cache/standin-hub: published layouts, random weights
-	@$(PY) -m utils.standin build --profile $(HUB_PROFILE) $(if $(NB),--nb $(NB))
+	@$(PY) -m tools.hub.standin build --profile $(HUB_PROFILE) $(if $(NB),--nb $(NB))
 
 hub: standin  ## serve the stand-in as a Hub on 127.0.0.1 (PORT=0: a free one); then HF_ENDPOINT=<printed> make prefetch ...
 	@echo "[hub] serving .cache/standin-hub; point the libraries at it with the HF_ENDPOINT below (Ctrl-C stops it)"
-	@$(PY) -m tools.hub_server $(or $(COURSE_STANDIN_HUB),.cache/standin-hub) --port $(or $(PORT),0)
+	@$(PY) -m tools.hub.server $(or $(COURSE_STANDIN_HUB),.cache/standin-hub) --port $(or $(PORT),0)
 
 verify: setup  ## the learner's cpu (gpu) path offline: stand-in served, prefetched into a fresh cache, notebooks cut down; NB=05: one
 	@echo "[verify] $(HUB_PROFILE) profile: stand-in Hub served, prefetched, then run offline (random weights: code path and cost, not quality)"
-	@$(PY) -m tools.verify --profile $(HUB_PROFILE) $(NB)
+	@$(PY) -m tools.hub.verify --profile $(HUB_PROFILE) $(NB)
 
 gpu-check:  ## on a CUDA machine without internet, in one call of <= 300 s: gpu profile of NB (default 04 06) cut down, as a T4 against the stand-in; wheels from .whl/
 	@bash scripts/gpu_check.sh $(NB)

@@ -33,7 +33,7 @@ fi
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1
 [[ $# -gt 0 ]] || set -- 04 06
 status=0  # each notebook gets its share of the time left after building the stand-ins; `timeout` is the backstop
-timeout "$LIMIT_S" "$PY" -m tools.verify --profile gpu --t4 --in-process --timeout "$(((LIMIT_S - 60) / $#))" "$@" \
+timeout "$LIMIT_S" "$PY" -m tools.hub.verify --profile gpu --t4 --in-process --timeout "$(((LIMIT_S - 60) / $#))" "$@" \
   || status=$?
 RUNS="$COURSE_RUNS_DIR/verify-gpu-t4"  # at most 8 files come back: 2 notebooks' 3 files, the summary, this log
 for f in "$RUNS"/summary.json "$RUNS"/*.verify.json "$RUNS"/*.probe.jsonl "$RUNS"/*.log; do

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tools.runner import run_notebook
-from utils.env import ROOT
+from utils.paths import ROOT
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tests never reach for the network
 _TIMES: dict[str, float] = {}

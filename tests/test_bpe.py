@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
-from utils import benchmark, bpe, bpe_fast, data
+from utils import bpe, bpe_benchmark, bpe_fast, data
 
 PATTERNS = {"gpt4": bpe.GPT4_SPLIT_PATTERN, "gpt2": bpe.GPT2_SPLIT_PATTERN, "none": None}
 QUICK = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -145,7 +145,7 @@ def test_huggingface_trainer_learns_our_merges_when_bytes_are_numbered_like_it(c
     b2u = bpe.bytes_to_unicode()
     hf_order = {b: i for i, b in enumerate(sorted(range(256), key=lambda b: b2u[b]))}
     ours = bpe_fast.FastTokenizer(byte_ids=[hf_order[b] for b in range(256)]).train(corpus, 600)
-    theirs = benchmark.hf_train(corpus, 600, ours.pattern)
+    theirs = bpe.hf_train(corpus, 600, ours.pattern)
     hf_merges = [tuple(m) for m in json.loads(theirs.to_str())["model"]["merges"]]
     as_text = [("".join(b2u[x] for x in ours.vocab[a]), "".join(b2u[x] for x in ours.vocab[b])) for a, b in ours.merges]
     assert as_text == hf_merges
@@ -254,11 +254,11 @@ def test_the_fast_encoder_cache_never_changes_the_ids(corpus):
 
 
 def test_the_benchmark_runs_and_reports_ratios(capsys):
-    result = benchmark.bpe_benchmark(benchmark.course_text(40_000), vocab_size=400, simple_merges=4,
+    result = bpe_benchmark.bpe_benchmark(bpe_benchmark.course_text(40_000), vocab_size=400, simple_merges=4,
                                      simple_encode_bytes=4000)
     assert result["text_bytes"] <= 40_000 and result["hf_vocab"] == 400 and len(result["rows"]) == 4
     assert all(v > 0 for v in result["ratios"].values())
-    assert "times are CPU seconds" in benchmark.format_bpe_table(result)
-    assert benchmark.main(["bpe", "--size", "20000", "--vocab", "300", "--simple-merges", "2",
+    assert "times are CPU seconds" in bpe_benchmark.format_bpe_table(result)
+    assert bpe_benchmark.main(["--size", "20000", "--vocab", "300", "--simple-merges", "2",
                           "--simple-encode-bytes", "2000"]) == 0
     assert "training: fast is" in capsys.readouterr().out

@@ -130,3 +130,10 @@ def test_a_run_past_its_time_is_killed_with_all_its_children(tmp_path):
             break
         time.sleep(0.1)
     assert left == ""
+
+
+def test_under_t4_emulation_every_rank_runs_the_emulating_wrapper(monkeypatch):
+    monkeypatch.setenv("COURSE_EMULATE_T4", "1")
+    assert ddp.accelerate_command(2, 1234, "fp16", ["--out", "x"])[-4:] == ["-m", "tools.hub.t4_rank", "--out", "x"]
+    monkeypatch.delenv("COURSE_EMULATE_T4")
+    assert ddp.torchrun_command(2, 1, "localhost:1", "job", [])[-1] == "utils.ddp_train"

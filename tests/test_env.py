@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from utils import cache, env
+from utils import env, hubcache
 from utils.manifest import Item
 
 
@@ -40,7 +40,7 @@ def _machine(monkeypatch, cuda: bool, hub: bool, cached: set[str]):
     monkeypatch.delenv("COURSE_PROFILE", raising=False)
     monkeypatch.setattr(env, "cuda_available", lambda: cuda)
     monkeypatch.setattr(env, "hub_reachable", lambda timeout=2.0: hub)
-    monkeypatch.setattr(cache, "present", lambda item, home=None: item.id in cached)
+    monkeypatch.setattr(hubcache, "present", lambda item, home=None: item.id in cached)
 
 
 NEEDS = {"smoke": [], "cpu": [CACHED], "gpu": [CACHED, LACKING[0]]}
@@ -200,7 +200,7 @@ def test_kaggle_gets_one_gpu_set_before_cuda_starts_and_the_first_table_says_so(
 
 def test_start_says_when_the_models_are_stand_ins(monkeypatch, tmp_path):
     """cpu offline from a cache whose model carries the stand-in mark: the first table says so."""
-    from utils import standin
+    from tools.hub import standin
 
     home = tmp_path / "hf"
     repo = standin.build_model(tmp_path / "hub", "bert-base-uncased", weights=False)

@@ -8,7 +8,7 @@ import zipfile
 import pytest
 
 from tools import gpu_check
-from utils.env import ROOT
+from utils.paths import ROOT
 
 LIBS = {"bitsandbytes/libbitsandbytes_cpu.so": 60, "bitsandbytes/libbitsandbytes_cuda128.so": 5000,
         "bitsandbytes/libbitsandbytes_cuda130.so": 400, "bitsandbytes/libbitsandbytes_rocm72.so": 900}

@@ -11,7 +11,7 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from tools.notebooks import SETUP_CELL
-from utils.env import ROOT
+from utils.paths import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import hosted_setup  # noqa: E402

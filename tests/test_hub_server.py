@@ -10,8 +10,8 @@ import urllib.request
 
 import pytest
 
-from tools import hub_server
-from utils.env import ROOT
+from tools.hub import server as hub_server
+from utils.paths import ROOT
 
 WEIGHTS = bytes(range(256)) * 64  # 16 KiB, served as an LFS file (by its suffix)
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from gguf_test_files import tiny_gguf_files
 
-from utils import assets, benchmark, inference
+from utils import assets, gguf_benchmark, inference
 
 
 @pytest.fixture(scope="module")
@@ -98,14 +98,14 @@ def test_next_token_scores_give_the_argmax_and_the_perplexity():
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(6, 10)).astype(np.float32)
     ids = [1, 2, 3, 4, 5, 6]
-    top1, perplexity = benchmark.next_token_scores(logits, ids)
+    top1, perplexity = gguf_benchmark.next_token_scores(logits, ids)
     log_p = logits[:-1] - np.log(np.exp(logits[:-1]).sum(-1, keepdims=True))
     assert list(top1) == list(logits[:-1].argmax(-1))
     assert perplexity == pytest.approx(np.exp(-log_p[np.arange(5), ids[1:]].mean()), rel=1e-5)
-    uniform = benchmark.next_token_scores(np.zeros((6, 10)), ids)[1]
+    uniform = gguf_benchmark.next_token_scores(np.zeros((6, 10)), ids)[1]
     assert uniform == pytest.approx(10)  # a model that knows nothing: as unsure as a 10-sided die
     with pytest.raises(ValueError, match="one row of logits per token id"):
-        benchmark.next_token_scores(logits[:3], ids)
+        gguf_benchmark.next_token_scores(logits[:3], ids)
 
 
 def test_benchmark_table_has_a_row_per_variant(files):
@@ -115,7 +115,7 @@ def test_benchmark_table_has_a_row_per_variant(files):
     tok = AutoTokenizer.from_pretrained(model_dir)
     prompts = [tok("The Sun is")["input_ids"], tok("Music is")["input_ids"]]
     heldout = tok("The river flows north into the sea, and its delta is fertile.")["input_ids"]
-    table = benchmark.run_benchmark(model_dir, files, prompts, heldout, max_new_tokens=6, n_threads=2, bf16=False,
+    table = gguf_benchmark.run_benchmark(model_dir, files, prompts, heldout, max_new_tokens=6, n_threads=2, bf16=False,
                                     progress=False)
     assert list(table.index) == ["transformers fp32", "llama.cpp f16", "llama.cpp q8_0", "llama.cpp q4_0"]
     assert (table["gen_tok_s"] > 0).all() and (table["prompt_tok_s"] > 0).all() and (table["load_s"] > 0).all()
@@ -127,15 +127,15 @@ def test_benchmark_table_has_a_row_per_variant(files):
     sizes = table["size_mb"]
     assert sizes["llama.cpp f16"] > sizes["llama.cpp q8_0"] > sizes["llama.cpp q4_0"]
     with pytest.raises(ValueError, match="at least one non-empty prompt"):
-        benchmark.run_benchmark(model_dir, files, [], heldout)
-    speed = benchmark.run_benchmark(model_dir, {"q4_0": files["q4_0"]}, prompts, None, max_new_tokens=6,
+        gguf_benchmark.run_benchmark(model_dir, files, [], heldout)
+    speed = gguf_benchmark.run_benchmark(model_dir, {"q4_0": files["q4_0"]}, prompts, None, max_new_tokens=6,
                                     n_threads=2, bf16=False, progress=False)  # no held-out text: speed only
     assert list(speed.index) == ["transformers fp32", "llama.cpp q4_0"] and (speed["gen_tok_s"] > 0).all()
     assert "top1_agreement" not in speed.columns and "perplexity" not in speed.columns
 
 
 def test_memory_bandwidth_is_measured_in_gigabytes_per_second():
-    bandwidth = benchmark.memory_bandwidth(mb=64, repeats=2)
+    bandwidth = gguf_benchmark.memory_bandwidth(mb=64, repeats=2)
     assert 0.1 < bandwidth < 5000  # GB/s: from a slow laptop to a server, never bytes or terabytes
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from tools import instructor, notebooks
 from utils import checks
-from utils.env import ROOT
+from utils.paths import ROOT
 
 SYNTHETIC = "99_synthetic"
 EXERCISE_NOTEBOOKS = [p.stem for p in notebooks.course_notebooks() if instructor.has_exercises(p)]

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from utils import manifest
+from tools.hub import manifest
 from utils.manifest import Item, ManifestError
 
 
@@ -54,8 +54,9 @@ def test_download_sizes_come_from_the_one_table():
 
 def test_the_readmes_download_table_is_the_generated_one():
     readme = (manifest.ROOT / "README.md").read_text(encoding="utf-8")
-    block = readme.split("<!-- downloads: python -m utils.manifest --sizes -->\n")[1].split("\n<!-- /downloads -->")[0]
-    assert block == manifest.sizes_table(), "README's sizes are stale: paste `python -m utils.manifest --sizes`"
+    start = "<!-- downloads: python -m tools.hub.manifest --sizes -->\n"
+    block = readme.split(start)[1].split("\n<!-- /downloads -->")[0]
+    assert block == manifest.sizes_table(), "README's sizes are stale: paste `python -m tools.hub.manifest --sizes`"
 
 
 def test_a_model_also_used_as_a_tokenizer_is_listed_once():

@@ -14,7 +14,7 @@ from nbgrader.api import Gradebook
 
 from tools import instructor, notebooks
 from utils import checks
-from utils.env import ROOT
+from utils.paths import ROOT
 
 ASSIGNMENT = "course"
 TOP_LEVEL = ["01_tokenization", "04_lora_qlora", "05_llama2_squad", "06_dpo"]  # stubs outside functions

@@ -6,7 +6,7 @@ import nbformat
 import pytest
 
 from tools import notebooks
-from utils.env import ROOT
+from utils.paths import ROOT
 
 EXPECTED = ["01_tokenization", "02_bpe_from_scratch", "03_full_finetune_gpt2", "04_lora_qlora", "05_llama2_squad",
             "06_dpo", "07_gguf_inference", "08_data_parallel"]

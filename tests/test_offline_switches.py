@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from utils import manifest
-from utils.env import ROOT
+from tools.hub import manifest
+from utils.paths import ROOT
 
 HF_LIBRARIES = ("huggingface_hub", "transformers", "datasets", "evaluate", "peft", "trl", "accelerate", "bert_score",
                 "sentence_transformers")

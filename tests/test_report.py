@@ -29,7 +29,7 @@ def test_headline_shown_after_saving_holds_plain_numbers(tmp_path, monkeypatch):
 
 
 def test_progress_bars_are_off_in_headless_runs_and_when_not_asked_for(monkeypatch):
-    from utils.report import progress
+    from utils.ui import progress
 
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
     assert not progress(range(3)).disable and progress(range(3), show=False).disable

@@ -1,10 +1,10 @@
-"""The stand-in's `evaluate-metric/squad` script (utils/squad_metric), on its own against cases worked out by hand
+"""The stand-in's `evaluate-metric/squad` script (tools/hub/squad_metric), on its own against cases worked out by hand
 with the SQuAD v1.1 rules: normalization, token F1 with multiplicity, the best gold, unanswered questions."""
 import importlib.util
 
 import pytest
 
-from utils import standin
+from tools.hub import standin
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,10 @@ import json
 
 import pytest
 
-from utils import formats, standin, standin_data
-from utils.standin import PUBLISHED, StandinError
+from tools.hub import standin, standin_data
+from tools.hub.standin import PUBLISHED
+from utils import assets, formats, hubcache
+from utils.assets import AssetError
 
 STANDIN_SMOLLM2_SHIFT = 49152 - 17  # real id i -> 49135 + i (specials at the end)
 
@@ -36,16 +38,16 @@ def _tokenizer(home, repo_id):
 def test_gpt2_tokenizer_is_openais(tmp_path):
     from transformers import GPT2TokenizerFast
 
-    tok = GPT2TokenizerFast.from_pretrained(standin.gpt2_tokenizer_dir(tmp_path / "gpt2"))
+    tok = GPT2TokenizerFast.from_pretrained(assets.gpt2_tokenizer_dir(tmp_path / "gpt2"))
     assert len(tok) == 50257
     assert tok("Hello world")["input_ids"] == [15496, 995] and tok(" the")["input_ids"] == [262]
     assert tok("<|endoftext|>")["input_ids"] == [50256]
 
 
 def test_gpt2_files_with_a_wrong_checksum_are_refused(tmp_path, monkeypatch):
-    monkeypatch.setitem(standin.GPT2_FILES, "vocab.bpe", ("merges.txt", "0" * 64))
-    with pytest.raises(StandinError, match="SHA-256 differs"):
-        standin.gpt2_bpe_files(tmp_path)
+    monkeypatch.setitem(assets.GPT2_FILES, "vocab.bpe", ("merges.txt", "0" * 64))
+    with pytest.raises(AssetError, match="SHA-256 differs"):
+        assets.gpt2_bpe_files(tmp_path)
 
 
 @pytest.mark.parametrize("repo_id", sorted(PUBLISHED))
@@ -63,7 +65,7 @@ def test_config_equals_the_published_values(home, repo_id):
             assert getattr(config, key) == value + STANDIN_SMOLLM2_SHIFT, key  # specials at the end
         else:
             assert getattr(config, key) == value, key
-    assert config.course_standin == standin.MARKER
+    assert config.course_standin == hubcache.MARKER
     tok = _tokenizer(home, repo_id)
     # as published, Llama-2 chat adds <pad> one past its 32,000-row embedding; every other fits its embedding
     quirk = 1 if repo_id == "NousResearch/Llama-2-7b-chat-hf" else 0
@@ -85,10 +87,10 @@ def test_tokenizers_are_of_the_real_family(home):
     llama = _tokenizer(home, "NousResearch/Llama-2-7b-chat-hf")
     assert type(llama).__name__.startswith("LlamaTokenizer") and llama("Hi")["input_ids"][0] == 1
     assert json.loads((_repo(home, "roberta-large") / "tokenizer_config.json").read_text())[
-        standin.MARKER_KEY] == standin.MARKER
-    assert standin.is_standin(_repo(home, "roberta-large"), "tokenizer")
-    assert standin.is_standin(_repo(home, "gpt2"), "model")  # random weights
-    assert not standin.is_standin(_repo(home, "gpt2"), "tokenizer")  # OpenAI's own BPE
+        hubcache.MARKER_KEY] == hubcache.MARKER
+    assert hubcache.is_standin(_repo(home, "roberta-large"), "tokenizer")
+    assert hubcache.is_standin(_repo(home, "gpt2"), "model")  # random weights
+    assert not hubcache.is_standin(_repo(home, "gpt2"), "tokenizer")  # OpenAI's own BPE
 
 
 def test_chat_templates_render_the_real_formats(home):
@@ -182,7 +184,7 @@ def test_smollm2_standin_pretokenizer_is_one_llama_cpp_recognizes(home):
 
     source = (gguf_export.find_converter(fetch=True).parent / "conversion" / "base.py").read_text(encoding="utf-8")
     chktxt = ast.literal_eval(re.search(r"^\s*chktxt = (.+)$", source, re.M).group(1))
-    gpt2 = GPT2TokenizerFast.from_pretrained(standin.gpt2_tokenizer_dir(home / "gpt2-check"))
+    gpt2 = GPT2TokenizerFast.from_pretrained(assets.gpt2_tokenizer_dir(home / "gpt2-check"))
     assert _tokenizer(home, "HuggingFaceTB/SmolLM2-135M-Instruct").encode(chktxt) == gpt2.encode(chktxt)
 
 
@@ -195,11 +197,10 @@ def test_gpt2_bpe_keeps_each_special_once_even_where_gpt2_has_it(tmp_path):
 
 
 def test_gpu_checks_direct_mode_puts_a_model_where_a_download_would(home, tmp_path):
-    from utils import cache
     from utils.manifest import Item
 
     snapshot = standin.link_into_cache(home, tmp_path, "distilgpt2")
-    assert cache.snapshot("distilgpt2", tmp_path) == snapshot
-    assert cache.present(Item("model", "distilgpt2"), tmp_path)
+    assert hubcache.snapshot("distilgpt2", tmp_path) == snapshot
+    assert hubcache.present(Item("model", "distilgpt2"), tmp_path)
     assert (snapshot / "model.safetensors").stat().st_ino == (
         standin.repo_dir(home, "model", "distilgpt2") / "model.safetensors").stat().st_ino  # linked, not copied

@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
-from tools import verify
-from utils import manifest, report, standin
-from utils.env import ROOT
+from tools.hub import manifest, standin, verify
+from utils import report
+from utils.paths import ROOT
 
 IN_CI = ["01_tokenization", "02_bpe_from_scratch", "07_gguf_inference"]
 TRAINS = {"03_full_finetune_gpt2", "04_lora_qlora", "05_llama2_squad", "06_dpo"}
@@ -111,7 +111,7 @@ def test_the_published_llama2_tokenizer_goes_through_05s_path_offline(tmp_path):
     with verify.served_hub(root) as endpoint:
         env = {**os.environ, "HF_HOME": str(home), "HF_ENDPOINT": endpoint, "HF_HUB_OFFLINE": "0",
                "PYTHONPATH": str(ROOT)}
-        code = (f"from huggingface_hub import snapshot_download; from utils.cache import TOKENIZER_FILES; "
+        code = (f"from huggingface_hub import snapshot_download; from tools.hub.prefetch import TOKENIZER_FILES; "
                 f"snapshot_download({LLAMA2!r}, allow_patterns=TOKENIZER_FILES)")
         done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                               timeout=120)

@@ -5,8 +5,7 @@ import os
 
 import pytest
 
-from tools import probe, verify
-from utils import manifest
+from tools.hub import manifest, probe, verify
 
 
 def _parameters(nb: str) -> set[str]:
@@ -39,7 +38,7 @@ def test_probe_summary(tmp_path, monkeypatch):
 PROBED = """
 import sys, torch
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
-from tools import probe
+from tools.hub import probe
 probe.install()
 GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64, n_positions=32)).save_pretrained(sys.argv[1])
 model = GPT2LMHeadModel.from_pretrained(sys.argv[1])
@@ -55,7 +54,7 @@ def test_probes_time_loads_steps_and_generation(tmp_path):
     import subprocess
     import sys
 
-    from utils.env import ROOT
+    from utils.paths import ROOT
 
     log = tmp_path / "probe.jsonl"
     env = {**os.environ, probe.LOG_VAR: str(log), "PYTHONPATH": str(ROOT)}
@@ -124,7 +123,7 @@ def test_bf16_guard_stops_a_bf16_gpu_tensor_in_training(monkeypatch):
 
 def test_the_child_run_puts_the_repository_first_on_pythonpath_and_keeps_the_rest(monkeypatch, tmp_path):
     """The gpu check installs its wheels into a folder on PYTHONPATH: the child must still see it."""
-    from utils.env import ROOT
+    from utils.paths import ROOT
 
     monkeypatch.setenv("PYTHONPATH", "/tmp/course-site")
     env = verify.child_env(tmp_path, str(tmp_path), tmp_path / "log", t4=True)

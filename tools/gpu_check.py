@@ -13,7 +13,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from utils.env import ROOT
+from utils.paths import ROOT
 
 MAX_BYTES = 40 * 2**20  # a call carries 64 MiB in all: the repository and the wheels
 # What the GPU machine lacks or has too old (its torch 2.11 image has transformers 5.17, no trl, bitsandbytes, datasets

@@ -23,9 +23,9 @@ import nbformat
 
 from tools.notebooks import badges, course_notebooks
 from tools.runner import run_notebook
-from utils import report
+from utils import ui
 from utils.checks import CHECKS_FILE_VAR
-from utils.env import ROOT, runs_dir
+from utils.paths import ROOT, runs_dir
 
 SOLUTION_TAG, CHECK_TAG = "solution", "check"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -292,7 +292,7 @@ def grade(folder: Path, notebooks: list[Path] | None = None, out_dir: Path | Non
         work.append((student, number, path))
     out_dir = Path(out_dir or runs_dir() / "grading")
     rows: list[Grade] = []
-    for student, number, path in report.progress(work, show=progress, desc="grading"):
+    for student, number, path in ui.progress(work, show=progress, desc="grading"):
         if number not in course:
             rows.append(Grade(student, path.stem, "", False, "not a course notebook: name it like "
                               f"{next(iter(course.values())).name}"))

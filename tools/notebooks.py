@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nbformat
 
-from utils.env import ROOT
+from utils.paths import ROOT
 
 REPO = "llm-course/llm-finetuning-course"  # GitHub owner/name: the one place the repository address is written
 BRANCH = "main"

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from utils.env import ROOT, runs_dir
+from utils.paths import ROOT, runs_dir
 from utils.report import load_results
 
 

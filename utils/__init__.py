@@ -1,22 +1,26 @@
 """The course's package: the code each lesson teaches, and what every notebook shares. Module -> notebook:
 
     tokenization              01  tokenizer families side by side, measured
-    bpe, bpe_fast             02  byte-pair encoding by hand, then fast
+    bpe, bpe_fast,            02  byte-pair encoding by hand, then fast; the BPE benchmark
+    bpe_benchmark
     lm                        03  language-model data, perplexity, generation
     lora, formats             04  LoRA / QLoRA, instruction and chat formats
     squad                     05  SQuAD prompts, answers and the metric by hand
     dpo                       06  preference pairs and the DPO loss
-    gguf_export, inference,   07  GGUF export and quantization, llama.cpp inference, retrieval
-    rag
+    gguf_export, inference,   07  GGUF export and quantization, llama.cpp inference, retrieval, transformers
+    rag, gguf_benchmark           against GGUF files on one CPU
     ddp, ddp_train            08  data-parallel training: launching, the script each rank runs, the checks
     env, data, models,        all profiles and the first table, shipped data, model loading, the course's training
-    training, report, checks,     rules, tables and results, self-checking exercises, free disk space, smoke assets
-    exercises, disk, assets
-    benchmark                 02, 07  the BPE benchmark; transformers against GGUF files on one CPU
-    manifest, cache, standin, --  what each profile needs from the Hub, whether it is cached, and the Hub stand-in
-    standin_data
+    training, report, checks,     rules, tables and results, self-checking exercises, free disk space, smoke assets,
+    exercises, disk, assets,      verdicts computed from the measurements
+    verdicts
+    paths, ui                 --  the ground floor: ROOT and the profiles; progress bars and show_source
+    manifest, hubcache        --  what a run's settings need from the Hub; whether it is cached (or a stand-in)
 
-Tooling that no notebook imports (headless runs, notebook checks, grading, stand-in runs) is in `tools/`.
+Nothing here imports upward: no import cycle, no module importing one on its own floor or above, nothing from
+`tools/` (tests/test_import_graph.py; `python -m tools.imports` prints the floors). Tooling that no notebook imports
+(headless runs, notebook checks, grading) is in `tools/`, the Hub machinery (stand-in, prefetch, verify) in
+`tools/hub/`.
 """
 import logging
 

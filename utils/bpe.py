@@ -21,7 +21,7 @@ from typing import Any
 
 import regex
 
-from . import report
+from . import ui
 
 # The pre-split patterns of GPT-2 and of GPT-4 (cl100k): text is cut into chunks (words with their leading space,
 # numbers, punctuation runs, whitespace) and merges never cross a chunk boundary.
@@ -293,7 +293,7 @@ def _progress(show: bool, total: int, desc: str):
     """A tqdm bar when asked, else a stand-in with the same update/close methods."""
     if show:
 
-        return report.progress(total=total, desc=desc)
+        return ui.progress(total=total, desc=desc)
 
     class _Quiet:
         def update(self, n: int = 1) -> None:
@@ -340,6 +340,21 @@ def to_huggingface(tok: Tokenizer):
     hf.pre_tokenizer = pre_tokenizers.Sequence(steps)
     hf.decoder = decoders.ByteLevel()
     hf.add_special_tokens([AddedToken(name, special=True, normalized=False) for name in tok.special_tokens])
+    return hf
+
+
+def hf_train(text: str, vocab_size: int, pattern: str):
+    """Hugging Face `tokenizers`' BPE trainer with our pre-split and all 256 bytes as the starting alphabet."""
+    from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer as HFTokenizer
+
+    hf = HFTokenizer(models.BPE())
+    hf.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
+                                                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    hf.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    hf.train_from_iterator([text], trainer)
     return hf
 
 

@@ -4,7 +4,7 @@ Training works on the unique pre-split chunks with their counts, and after each 
 of only the chunks that contained the pair (a heap finds the next best pair), instead of recounting everything.
 Encoding replays the merges by rank per chunk and caches the ids of chunks it has seen.
 
-Its benchmark against `utils.bpe` and Hugging Face `tokenizers` is in `utils.benchmark`.
+Its benchmark against `utils.bpe` and Hugging Face `tokenizers` is in `utils.bpe_benchmark`.
 """
 from __future__ import annotations
 

@@ -18,7 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .ddp_train import RESULTS, run_dir
+from .env import detect_platform
+
 SCRIPT = "utils.ddp_train"
+T4_SCRIPT = "tools.hub.t4_rank"  # the same script under the gpu check's T4 emulation (COURSE_EMULATE_T4=1)
 # Assumptions of the 2×T4 estimate (labelled as such wherever used): PCIe 3.0 x16 moves about 6 GB/s each way in
 # practice between two T4s without NVLink (as on Kaggle); a gpu-profile QLoRA step on one T4 takes about a second.
 PCIE_GB_S = 6.0
@@ -40,8 +44,6 @@ def launch_gpus(cuda: bool) -> list[str]:
     """The GPUs the ranks may use: none without CUDA in the kernel (or where the profile hid an unusable one);
     otherwise every GPU of the machine (`nvidia-smi`), also on Kaggle where the kernel itself sees only the first;
     a CUDA_VISIBLE_DEVICES set by hand elsewhere is kept."""
-    from .env import detect_platform
-
     preset = os.environ.get("CUDA_VISIBLE_DEVICES")
     if not cuda:
         return []
@@ -79,19 +81,26 @@ def script_args(settings: dict[str, Any], out: Path, dropouts: list[float], accu
     return args + (["--qlora"] if settings["qlora"] else [])
 
 
+def script() -> str:
+    """The module each rank runs: utils.ddp_train, or under the gpu check's T4 emulation its wrapper in tools/hub
+    (named, not imported: the lessons never import the machinery)."""
+    return T4_SCRIPT if os.environ.get("COURSE_EMULATE_T4") == "1" else SCRIPT
+
+
 def accelerate_command(processes: int, port: int, mixed_precision: str, args: list[str]) -> list[str]:
     """`accelerate launch` of the script: --multi_gpu for two or more processes, on GPUs or (gloo) the CPU alike;
     its --cpu flag would silently run one process."""
     multi = ["--multi_gpu", "--main_process_port", str(port)] if processes > 1 else []
     return [sys.executable, "-m", "accelerate.commands.launch", *multi, "--num_processes", str(processes),
-            "--num_machines", "1", "--mixed_precision", mixed_precision, "--dynamo_backend", "no", "-m", SCRIPT, *args]
+            "--num_machines", "1", "--mixed_precision", mixed_precision, "--dynamo_backend", "no",
+            "-m", script(), *args]
 
 
 def torchrun_command(nnodes: int, nproc: int, endpoint: str, job: str, args: list[str]) -> list[str]:
     """`torchrun` of the script as one of `nnodes` machines meeting at `endpoint` (host:port) through the c10d
     rendezvous: the same command is started on every machine."""
     return [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nnodes), "--nproc_per_node", str(nproc),
-            "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", job, "-m", SCRIPT, *args]
+            "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", job, "-m", script(), *args]
 
 
 def shown(cmd: list[str]) -> str:
@@ -142,8 +151,6 @@ def launch(processes: int, settings: dict[str, Any], out: Path, dropouts: list[f
 
 def read(out: Path, dropout: float) -> dict[str, Any]:
     """The results.json that rank 0 wrote for the run with LoRA dropout `dropout` of a launch into `out`."""
-    from .ddp_train import RESULTS, run_dir
-
     return json.loads((run_dir(out, dropout) / RESULTS).read_text(encoding="utf-8"))
 
 
@@ -177,8 +184,6 @@ def loss_diff(a: dict[str, Any], b: dict[str, Any]) -> float:
 def lora_diff(a: Path, b: Path, dropout: float) -> float:
     """Largest absolute difference between the LoRA weights saved by two launches (into `a` and `b`) for `dropout`."""
     from safetensors.torch import load_file
-
-    from .ddp_train import run_dir
 
     x, y = (load_file(run_dir(f, dropout) / "adapter" / "adapter_model.safetensors") for f in (a, b))
     if x.keys() != y.keys():

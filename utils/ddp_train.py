@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import env, formats, lora, models, training
+
 RESULTS = "results.json"
 
 
@@ -58,8 +60,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def load_model(name: str, qlora: bool):
     """04's base: fp32 weights for LoRA, NF4 prepared for k-bit training for QLoRA; on this process's own GPU."""
     import torch
-
-    from . import lora, models, training
 
     if not qlora:
         return models.load_causal_lm(name, dtype=torch.float32, device_map=models.device_map())
@@ -140,8 +140,6 @@ def train(args: argparse.Namespace, dropout: float) -> dict[str, Any] | None:
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from . import env, formats, lora, models, training
-
     check_gpus(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), torch.cuda.device_count())
     env.set_seed(args.seed)
     records, _ = formats.load_alpaca(args.dataset, args.records or None)
@@ -180,10 +178,6 @@ def train(args: argparse.Namespace, dropout: float) -> dict[str, Any] | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    if os.environ.get("COURSE_EMULATE_T4") == "1":  # a verification run's T4 emulation reaches every rank
-        from tools import probe
-
-        probe.emulate_t4()
     args = parse(argv)
     for dropout in args.dropout:
         train(args, dropout)

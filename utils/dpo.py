@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from . import report
+from . import ui
 from .data import CRITERIA, DataError, deciding_criterion, load_preferences, validate_pair
 
 # Two openings that differ only in whether the model is willing: log p(refusal) - log p(helpful) is its lean to refuse.
@@ -220,7 +220,7 @@ def pair_scores(model, batches, beta: float, desc: str | None = None) -> list[di
     rows, was_training = [], model.training
     model.eval()
     with torch.no_grad():
-        for batch in report.progress(batches, show=desc is not None, desc=desc, leave=False):
+        for batch in ui.progress(batches, show=desc is not None, desc=desc, leave=False):
             batch = {k: v.to(model.device) for k, v in batch.items() if hasattr(v, "to")}
             policy = sequence_logps(model, batch)
             with model.disable_adapter():

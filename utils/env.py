@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PROFILES = ("smoke", "cpu", "gpu")
+from .hubcache import MARKER, is_standin, missing, prefetch_command, snapshot
+from .manifest import ManifestError, download_mb, items
+from .paths import PROFILES, runs_dir
+
 FROM_04 = "from-04"  # MODEL_NAME for notebook 04's merged model (06, 07) instead of the profile's model
-ROOT = Path(__file__).resolve().parent.parent
 FROM_CACHE = "offline, from the local cache"
 # The Hugging Face libraries' offline switches. Each library reads its own when it is first imported, so they are set
 # before any of them is: a notebook imports transformers, datasets, peft, trl or evaluate only after env.start.
@@ -145,16 +147,10 @@ def choose_profile(requested: str = "auto", needs: Needs | None = None, notebook
             continue
         if online:
             return profile, f"auto: {why}, the Hugging Face Hub answers"
-        if needs is not None and not _missing(needs(profile)):
+        if needs is not None and not missing(needs(profile)):
             return profile, f"auto: {why}; {FROM_CACHE}"
     return "smoke", (f"auto: {refused or 'no GPU'} and the Hugging Face Hub did not answer (offline), nor is the cpu "
                      "profile cached")
-
-
-def _missing(items: list) -> list:
-    from .cache import missing
-
-    return missing(items)
 
 
 def _check(profile: str, reason: str, needs: Needs | None = None, notebook: str = "") -> tuple[str, str]:
@@ -168,13 +164,11 @@ def _check(profile: str, reason: str, needs: Needs | None = None, notebook: str 
         raise ProfileError(f"profile gpu cannot run here: {refused}; or use PROFILE='cpu'")
     if profile == "smoke" or hub_reachable():
         return profile, reason
-    from .cache import prefetch_command
-
     fetch = f"run `{prefetch_command(profile, notebook or None)}` where there is internet"
     if needs is None:
         raise ProfileError(f"profile {profile} needs the Hugging Face Hub or a local cache of what it loads; the Hub "
                            f"did not answer — {fetch}, use PROFILE='smoke' (offline, tiny local models) or connect")
-    lacking = _missing(needs(profile))
+    lacking = missing(needs(profile))
     if lacking:
         raise ProfileError(f"profile {profile} offline: the Hugging Face Hub did not answer and the local cache lacks "
                            + "; ".join(i.label() for i in lacking)
@@ -184,9 +178,6 @@ def _check(profile: str, reason: str, needs: Needs | None = None, notebook: str 
 
 def standin_note(items: list) -> str:
     """The stand-in's warning when any model or tokenizer in `items` resolves to a Hub stand-in, else ''."""
-    from .cache import snapshot
-    from .standin import MARKER, is_standin
-
     for item in items:
         folder = snapshot(item.id) if item.kind in ("model", "tokenizer") else None
         if folder is not None and is_standin(folder, item.kind):
@@ -196,8 +187,6 @@ def standin_note(items: list) -> str:
 
 def _download(items: list) -> str:
     """The first table's line on what a first run downloads, from the manifest's table of published sizes."""
-    from .manifest import ManifestError, download_mb
-
     try:
         mb = download_mb(items)
         return (f"≈ {mb / 1000:.1f} GB" if mb >= 1000 else f"≈ {mb:.0f} MB") + ", once (then from the cache)"
@@ -213,11 +202,6 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def runs_dir() -> Path:
-    """Folder for executed notebooks and results (COURSE_RUNS_DIR, default runs/ in the repository)."""
-    return Path(os.environ.get("COURSE_RUNS_DIR", ROOT / "runs"))
 
 
 def merged_model_of_04(profile: str) -> Path:
@@ -283,12 +267,10 @@ def start(notebook: str, profile: str, settings_by_profile: dict[str, dict[str, 
     """Choose the profile, merge its settings with the learner's overrides (None = profile default), seed, and
     make the run's output folder. Smoke runs and runs from the local cache are forced offline so that nothing
     reaches for the network."""
-    from .manifest import items
-
     gpus = one_gpu_on_kaggle()  # first: before anything asks torch about CUDA
-    missing = [p for p in PROFILES if p not in settings_by_profile]
-    if missing:
-        raise ProfileError(f"{notebook}: settings are missing for profile(s) {missing}")
+    absent = [p for p in PROFILES if p not in settings_by_profile]
+    if absent:
+        raise ProfileError(f"{notebook}: settings are missing for profile(s) {absent}")
     given = {k: v for k, v in overrides.items() if v is not None}
     from_hub = {k: v for k, v in given.items() if v != FROM_04}  # notebook 04's model is a local folder
     needs = lambda p: items({**settings_by_profile[p], **from_hub})  # noqa: E731

@@ -24,7 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .env import ROOT
+from .models import ModelUnavailableError, resolve
+from .paths import ROOT
 
 CONVERTER_VAR = "LLAMA_CPP_CONVERTER"  # a path to convert_hf_to_gguf.py, to use another llama.cpp checkout
 SETUP_HINT = "run `bash scripts/setup.sh` (or `python -m utils.gguf_export fetch-converter`) from the repository root"
@@ -199,8 +200,6 @@ def check_source(model_dir: str | Path, min_params: int) -> int:
 def local_folder(name: str) -> Path:
     """A folder holding the model `name` for the converter: 'local:<preset>' and folders as they are, a Hub id
     downloaded (HUB_FILES: weights, config, tokenizer and chat template) into the Hugging Face cache."""
-    from .models import ModelUnavailableError, resolve
-
     path = Path(resolve(name))
     if path.is_dir():
         return path

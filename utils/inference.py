@@ -1,5 +1,5 @@
 """CPU inference with llama.cpp (llama-cpp-python): greedy completion, streaming, stop sequences, and a chat whose
-history is trimmed to the context window. The benchmark of notebook 07 is in `utils.benchmark`."""
+history is trimmed to the context window. The benchmark of notebook 07 is in `utils.gguf_benchmark`."""
 from __future__ import annotations
 
 import os

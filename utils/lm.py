@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import report
+from . import ui
 from .data import DataError, corpus_text
 
 LOCAL_CORPUS = "local:corpus"
@@ -127,7 +127,7 @@ def perplexity(model, input_ids: Sequence[int], window: int | None = None, strid
     model.eval()
     nll, counts = [], []
     with torch.no_grad():
-        for batch in report.progress(_batches(spans, batch_size), show=progress, desc="perplexity"):
+        for batch in ui.progress(_batches(spans, batch_size), show=progress, desc="perplexity"):
             x = torch.stack([ids[b:e] for b, e, _ in batch]).to(device)
             # 2. labels: the tokens themselves, with the context-only part of each window masked out
             labels = x.clone()

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import ui
 from .assets import local_model
 from .env import hub_reachable
 
@@ -86,8 +87,6 @@ def greedy_generate(model, tok, prompts: Sequence[str], max_new_tokens: int, bat
     generated text, special tokens removed. Notebooks 05 (batched, stop at a line break) and 06 (chat) use it."""
     import torch
 
-    from .report import progress
-
     if batch_size < 1 or max_new_tokens < 1:
         raise ValueError(f"batch_size and max_new_tokens must be at least 1, got {batch_size} and {max_new_tokens}")
     if chat:
@@ -96,7 +95,7 @@ def greedy_generate(model, tok, prompts: Sequence[str], max_new_tokens: int, bat
     stops = {"stop_strings": [stop], "tokenizer": tok} if stop else {}
     was_training, out = model.training, []
     model.eval()
-    with progress(total=len(prompts), desc=desc, unit="prompt") as bar:
+    with ui.progress(total=len(prompts), desc=desc, unit="prompt") as bar:
         for start in range(0, len(prompts), batch_size):
             batch = list(prompts[start:start + batch_size])
             enc = tok(batch, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)

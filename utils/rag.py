@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from . import report
+from . import ui
+from .models import load_tokenizer, resolve
 
 
 def chunk_articles(articles: Sequence[dict[str, str]], max_words: int = 120,
@@ -72,8 +73,6 @@ class Embedder:
     def __init__(self, name_or_path: str, max_length: int = 256, batch_size: int = 32) -> None:
         from transformers import AutoModel
 
-        from .models import load_tokenizer, resolve
-
         self.tokenizer = load_tokenizer(name_or_path)
         self.model = AutoModel.from_pretrained(resolve(name_or_path)).eval()
         self.max_length, self.batch_size = max_length, batch_size
@@ -90,7 +89,7 @@ class Embedder:
             raise TypeError("encode() takes a list of texts; wrap a single text in a list")
         out = []
         starts = range(0, len(texts), self.batch_size)
-        for i in report.progress(starts, show=progress, desc="embedding"):
+        for i in ui.progress(starts, show=progress, desc="embedding"):
             batch = self.tokenizer(list(texts[i:i + self.batch_size]), padding=True, truncation=True,
                                    max_length=self.max_length, return_tensors="pt")
             with torch.inference_mode():

@@ -3,32 +3,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from .env import RunContext
-
-
-def progress(iterable: Any = None, show: bool = True, **kwargs: Any):
-    """tqdm.auto's progress bar, off when `show` is False and in the course's headless runs (TQDM_DISABLE, set by
-    tools.runner): a bar widget does not survive in a saved notebook, where it shows frozen at 0 %."""
-    from tqdm.auto import tqdm
-
-    headless = os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
-    return tqdm(iterable, disable=headless or not show, **kwargs)
-
-
-def show_source(*objects: Any):
-    """The source code of course functions or classes, highlighted: the notebook shows the very code that runs,
-    from its one copy in utils/."""
-    import inspect
-    import textwrap
-
-    from IPython.display import Code
-
-    return Code("\n\n".join(textwrap.dedent(inspect.getsource(o)) for o in objects), language="python")
 
 
 def to_jsonable(value: Any) -> Any:

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .env import ROOT
 from .gguf_export import LLAMA_REQUIREMENTS, GGUFToolError, extract_vendored, source_archive
+from .paths import ROOT
 
 SERVER_VAR = "LLAMA_SERVER"  # a path to a llama-server binary built elsewhere
 BUILD_HINT = "run `make llama-server` once (builds it from llama.cpp's sources, about 6 minutes on 2 idle cores)"

@@ -14,6 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from .data import DataError, load_squad_sample
+from .env import hub_reachable
+from .formats import LLAMA2_CHAT_TEMPLATE
+from .hubcache import present
+from .manifest import Item
+from .models import load_tokenizer as load
 
 LOCAL_SAMPLE = "local:squad_sample"
 
@@ -149,9 +154,6 @@ def messages(row: dict[str, Any], answer: str | None = None, system: str = SYSTE
 def load_tokenizer(name: str):
     """The model's tokenizer with the Llama-2 chat template where it ships none (NousResearch's Llama-2-7b-chat-hf
     publishes none); its own pad token is kept (Llama-2: <unk>, id 0, never the added <pad> one past the embedding)."""
-    from .formats import LLAMA2_CHAT_TEMPLATE
-    from .models import load_tokenizer as load
-
     tok = load(name)
     if tok.chat_template is None:
         tok.chat_template = LLAMA2_CHAT_TEMPLATE
@@ -284,10 +286,6 @@ def summarize_sheet(path: str | Path, scores=None):
 def official_metric(name: str = "squad") -> tuple[Any, str]:
     """evaluate's metric `name` (its Space evaluate-metric/<name>) when the Hub answers or `make prefetch` cached it,
     else None and why not."""
-    from .cache import present
-    from .env import hub_reachable
-    from .manifest import Item
-
     online = hub_reachable()
     if not (online or present(Item("metric", f"evaluate-metric/{name}"))):
         return None, "the Hub is not reachable (offline) and `make prefetch` has not cached it"

@@ -14,7 +14,7 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
-from . import report
+from . import ui
 from .assets import verified
 from .bpe import GPT2_SPLIT_PATTERN, check_text
 
@@ -367,7 +367,7 @@ def compare(tokenizers: Sequence[Wrapped], text: str, bench: Sequence[str] | Non
     if not tokenizers:
         raise ValueError("no tokenizers to compare")
     rows = []
-    for tok in report.progress(tokenizers, show=progress, desc="tokenizers"):
+    for tok in ui.progress(tokenizers, show=progress, desc="tokenizers"):
         row = measure(tok, text)
         row.update(throughput(tok, bench) if bench is not None else {"tokens_per_s": None, "mb_per_s": None})
         rows.append(row)

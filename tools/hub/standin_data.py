@@ -10,7 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .data import corpus_text, load_instructions, load_preferences, load_squad_sample
+from utils.data import corpus_text, load_instructions, load_preferences, load_squad_sample
+
 from .standin import publish, scratch
 
 VALID_PASSAGES = 6  # SQuAD sample passages that form the validation split (60 questions: cpu evaluates 50)

@@ -1,8 +1,8 @@
 """Cost probes for a notebook run, installed in its kernel without changing the notebook: model load time, time per
 training step, generated tokens per second. Each measurement is one JSON line in $COURSE_PROBE_LOG.
 
-`python -m tools.verify` installs them through an IPython startup file (`startup_file()`), or calls `activate()` itself
-when it runs the cells in-process. With COURSE_EMULATE_T4=1 in the environment (inherited by the processes a run
+`python -m tools.hub.verify` installs them through an IPython startup file (`startup_file()`), or calls `activate()`
+itself when it runs the cells in-process. With COURSE_EMULATE_T4=1 in the environment (inherited by the processes a run
 starts) a bigger GPU acts as a T4 (`emulate_t4`).
 """
 from __future__ import annotations
@@ -167,7 +167,7 @@ def startup_file(ipython_dir: Path) -> Path:
     folder = ipython_dir / "profile_default" / "startup"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "00-course-probe.py"
-    path.write_text("from tools import probe\nprobe.activate()\n", encoding="utf-8")
+    path.write_text("from tools.hub import probe\nprobe.activate()\n", encoding="utf-8")
     return path
 
 

@@ -3,7 +3,7 @@ datasets, transformers and evaluate call, answering as the Hub does (404 with it
 and ETag on resolve, HTTP Range with 206). Test infrastructure only: nothing a learner runs depends on it.
 
 Layout: ROOT/{models,datasets,spaces}/<repo id>/ with a `.hubrepo` file (JSON, {"tags": [...]}) marking each repo.
-Usage: python -m tools.hub_server ROOT [--port 0]   (prints `HF_ENDPOINT=http://127.0.0.1:PORT` once it listens)
+Usage: python -m tools.hub.server ROOT [--port 0]   (prints `HF_ENDPOINT=http://127.0.0.1:PORT` once it listens)
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from utils.standin import REPO_MARKER as MARKER
+from tools.hub.standin import REPO_MARKER as MARKER
 
 TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 LFS_BYTES = 10 * 2**20  # files this large are served as the Hub serves LFS files: sha256 ETag, X-Linked-* headers
