@@ -329,3 +329,51 @@ def test_a_policy_folder_without_a_chat_template_is_refused(tmp_path):
         dpo.require_chat_template(tmp_path)
     (tmp_path / "chat_template.jinja").write_text("{{ messages }}")
     dpo.require_chat_template(tmp_path)
+
+
+# --- verdicts ----------------------------------------------------------------------------------------------
+
+def _seeds(*afters):
+    return dpo.seed_summary({seed: {"before": 0.5, "after": a} for seed, a in enumerate(afters)})
+
+
+def test_seed_summary_gives_mean_gain_and_max_minus_min_spread():
+    s = _seeds(0.72, 0.78, 0.83)
+    assert s["seeds"] == 3 and s["before"] == 0.5
+    assert s["gain"] == pytest.approx(0.2767, abs=1e-4) and s["spread"] == pytest.approx(0.11)
+    with pytest.raises(ValueError, match="no seeds"):
+        dpo.seed_summary({})
+
+
+@pytest.mark.parametrize("afters, says", [
+    ((0.72, 0.78, 0.83), "carried over to pairs never trained on"),
+    ((0.56, 0.72, 0.78), "may be luck"),  # mean gain +0.19, but the seeds disagree by 0.22
+    ((0.56, 0.56, 0.61), "may be luck"),  # steady, but under +0.15
+    ((0.5, 0.44, 0.5), "no gain"),
+])
+def test_heldout_verdict_follows_the_numbers(afters, says):
+    sentence = dpo.heldout_verdict(_seeds(*afters), train_after=1.0)
+    assert says in sentence and "training pairs 1.00" in sentence
+    assert f"to {sum(afters) / 3:.2f}" in sentence
+
+
+def _beta_rows(drifts, accuracies):
+    return [{"beta": b, "drift per token (nats)": d, "held-out accuracy": a}
+            for b, d, a in zip((0.02, 0.1, 0.5), drifts, accuracies)]
+
+
+def test_beta_verdict_follows_the_numbers():
+    same = dpo.beta_verdict(_beta_rows((0.34, 0.24, 0.17), (0.56, 0.56, 0.56)), noise=0.11)
+    assert "the larger β, the closer the policy stayed" in same and "no β generalised better" in same
+    best = dpo.beta_verdict(_beta_rows((0.34, 0.24, 0.17), (0.56, 0.89, 0.61)), noise=0.11)
+    assert "highest at β = 0.1" in best
+    unsteady = dpo.beta_verdict(_beta_rows((0.2, 0.3, 0.1), (0.6, 0.6, 0.6)), noise=0.0)
+    assert "did not fall steadily" in unsteady and "closer the policy stayed" not in unsteady
+    assert "no β generalised better" in unsteady  # equal accuracies are never called a difference
+
+
+def test_stop_verdict_follows_the_rates():
+    assert "more often" in dpo.stop_verdict({"before": 0.25, "after": 0.75}, 24, 96)
+    assert "stop less often" in dpo.stop_verdict({"before": 0.75, "after": 0.25}, 24, 96)
+    assert "kept" in dpo.stop_verdict({"before": 0.5, "after": 0.5}, 24, 96)
+    assert "25% ended" in dpo.stop_verdict({"before": 0.25, "after": 0.75}, 24, 96)

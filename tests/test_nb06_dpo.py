@@ -3,6 +3,8 @@ import math
 
 import pytest
 
+from utils import dpo
+
 
 @pytest.fixture(scope="module")
 def res(notebook):
@@ -54,6 +56,24 @@ def test_held_out_accuracy_before_and_after_is_reported(res):
     assert {c: row["pairs"] for c, row in by_criterion.items()} == {"harmless": 6, "helpful": 6, "truthful": 6}
 
 
+def test_held_out_accuracy_over_three_seeds_is_shown_with_its_verdict(res):
+    r = res["results"]
+    runs = r["heldout_seeds"]
+    assert [row["seed"] for row in runs] == [0, 1, 2] and all(row["before"] == 0.5 for row in runs)
+    assert runs[0]["after"] == r["heldout_accuracy"]["implicit reward"]["after"]  # the first run is the one above
+    summary = dpo.seed_summary({row["seed"]: row for row in runs})
+    assert r["seed_summary"] == pytest.approx(summary)
+    assert r["heldout_verdict"] == dpo.heldout_verdict(summary, sum(row["train after"] for row in runs) / 3)
+    assert res["headline"]["held-out gain, mean of 3 seeds"] == pytest.approx(summary["gain"])
+
+
+@pytest.mark.xfail(reason="issue 28 item 2 not reached yet: on the shipped pairs the tiny model transfers only the "
+                          "harmless pairs; see the held-out verdict", strict=False)
+def test_mean_held_out_gain_over_seeds_is_large_and_beyond_the_spread(res):
+    s = res["results"]["seed_summary"]  # spread: max - min of the per-seed gains
+    assert s["gain"] >= 0.15 and s["gain"] > s["spread"]
+
+
 def test_larger_beta_keeps_the_policy_closer_to_the_reference(res):
     rows = {row["beta"]: row for row in res["results"]["beta_comparison"]}
     assert sorted(rows) == [0.02, 0.1, 0.5]
@@ -62,6 +82,8 @@ def test_larger_beta_keeps_the_policy_closer_to_the_reference(res):
     assert drift == sorted(drift, reverse=True) and drift[-1] < 0.7 * drift[0]
     assert gap[-1] < min(gap[:-1])
     assert rows[0.5]["margin (late)"] > rows[0.02]["margin (late)"]  # rewards are scaled by beta
+    noise = res["results"]["seed_summary"]["spread"]
+    assert res["results"]["beta_verdict"] == dpo.beta_verdict(res["results"]["beta_comparison"], noise)
 
 
 def test_probes_answered_before_and_after(res):
@@ -69,6 +91,9 @@ def test_probes_answered_before_and_after(res):
     assert [p["group"] for p in r["probes"]] == ["decline"] * 2 + ["with care"] * 2 + ["answer"] * 2
     assert all(math.isfinite(p["lean before"]) and math.isfinite(p["lean after"]) for p in r["probes"])
     assert all(isinstance(p["answer before"], str) and isinstance(p["answer after"], str) for p in r["probes"])
+    assert r["answer_prompts"] == 6 + 18 and set(r["stop_rates"]) == {"before", "after"}
+    assert all(0 <= rate <= 1 for rate in r["stop_rates"].values())
+    assert r["stop_verdict"] == dpo.stop_verdict(r["stop_rates"], r["answer_prompts"], res["settings"]["answer_tokens"])
     assert set(r["lean_change"]) == {"decline", "with care", "answer"}
 
 

@@ -249,3 +249,18 @@ def test_greedy_generate_with_chat_answers_as_one_user_message(tiny):
         out = model.generate(**ids, max_new_tokens=10, do_sample=False, pad_token_id=tok.pad_token_id)
     alone = tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
     assert models.greedy_generate(model, tok, [prompt], 10, batch_size=1, chat=True) == [alone]
+
+
+def test_greedy_answers_say_whether_each_ended_by_itself(tiny):
+    tok, model = tiny
+    prompts = [squad.build_prompt(tok, r, "completion") for r in load_squad_sample()[:3]]
+    free = models.greedy_answers(model, tok, prompts, max_new_tokens=12, batch_size=3)
+    assert [a.raw for a in free] == models.greedy_generate(model, tok, prompts, 12, batch_size=3)
+    assert all(a.stopped or a.tokens == 12 for a in free)  # not ended by itself: cut at the token limit
+    cut = models.greedy_answers(model, tok, prompts, max_new_tokens=12, batch_size=3, stop=["\n", " "])
+    for a in cut:  # a stop string ends the answer and is cut off its text
+        assert a.stopped == (("\n" in a.raw) or (" " in a.raw)) and "\n" not in a.text and " " not in a.text
+    assert models.stop_rate(cut) == sum(a.stopped for a in cut) / 3
+    assert tok.eos_token_id in models.end_of_turn_ids(tok, model)
+    with pytest.raises(ValueError, match="no answers"):
+        models.stop_rate([])

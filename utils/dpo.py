@@ -326,3 +326,60 @@ def require_chat_template(folder: str | Path) -> None:
             config.exists() and "chat_template" in json.loads(config.read_text(encoding="utf-8")))):
         raise DataError(f"{folder} has no chat template, which chat preference pairs need: save the tokenizer of a "
                         "chat model beside it, or leave MODEL_NAME=None for the profile's model")
+
+
+# --- verdicts computed from the run ----------------------------------------------------------------------------
+
+def seed_summary(accuracies: dict[int, dict[str, float]]) -> dict[str, float]:
+    """Held-out preference accuracy over seeds ({seed: {'before', 'after'}}): the mean before and after, the mean
+    gain (after - before) and its spread, max - min of the per-seed gains."""
+    if not accuracies:
+        raise ValueError("no seeds to summarise")
+    gains = [a["after"] - a["before"] for a in accuracies.values()]
+    return {"seeds": len(gains), "before": sum(a["before"] for a in accuracies.values()) / len(gains),
+            "after": sum(a["after"] for a in accuracies.values()) / len(gains),
+            "gain": sum(gains) / len(gains), "spread": max(gains) - min(gains)}
+
+
+def heldout_verdict(summary: dict[str, float], train_after: float, min_gain: float = 0.15) -> str:
+    """The held-out result in one sentence, from seed_summary's numbers and the training pairs' accuracy after DPO:
+    a gain counts as learned when it is at least `min_gain` and larger than its spread over seeds."""
+    s = summary
+    said = (f"Over {s['seeds']} seeds, held-out preference accuracy went from {s['before']:.2f} to {s['after']:.2f} "
+            f"(mean gain {s['gain']:+.2f}, spread over seeds {s['spread']:.2f}; training pairs {train_after:.2f})")
+    if s["gain"] >= min_gain and s["gain"] > s["spread"]:
+        return said + ": the preference carried over to pairs never trained on, by more than the seeds disagree."
+    if s["gain"] > 0:
+        return said + (": a gain, but smaller than the spread over seeds or under "
+                       f"{min_gain:+.2f}, so it may be luck; the training pairs were learned more than the rubric.")
+    return said + ": no gain on pairs never trained on; the training pairs were memorised, the rubric not learned."
+
+
+def beta_verdict(rows: list[dict[str, float]], noise: float) -> str:
+    """The β comparison in one or two sentences, from its rows ({'beta', 'drift per token (nats)',
+    'held-out accuracy'}); held-out accuracies that differ by no more than `noise` (the spread over seeds) are
+    called the same."""
+    rows = sorted(rows, key=lambda r: r["beta"])
+    drift = [r["drift per token (nats)"] for r in rows]
+    betas = ", ".join(f"{r['beta']:g}" for r in rows)
+    steady = all(a > b for a, b in zip(drift, drift[1:]))
+    said = (f"From β = {betas}, the drift per token went " + " → ".join(f"{d:.2f}" for d in drift) + " nats: "
+            + ("the larger β, the closer the policy stayed to the reference. " if steady else
+               "it did not fall steadily as β grew, so this run does not show β holding the policy back. "))
+    acc = [r["held-out accuracy"] for r in rows]
+    if max(acc) - min(acc) <= noise:
+        return said + (f"Held-out accuracy ({', '.join(f'{a:.2f}' for a in acc)}) differs by no more than the "
+                       f"spread over seeds ({noise:.2f}): no β generalised better here.")
+    best = rows[acc.index(max(acc))]["beta"]
+    return said + (f"Held-out accuracy ({', '.join(f'{a:.2f}' for a in acc)}) was highest at β = {best:g}, by more "
+                   f"than the spread over seeds ({noise:.2f}).")
+
+
+def stop_verdict(rates: dict[str, float], prompts: int, max_new_tokens: int) -> str:
+    """How often free generation ended by itself within `max_new_tokens`, before vs after ({'before', 'after'})."""
+    said = (f"Of {prompts} free answers, {rates['before']:.0%} ended with the end-of-turn token within "
+            f"{max_new_tokens} tokens before DPO and {rates['after']:.0%} after")
+    if rates["after"] < rates["before"]:
+        return said + ": tuning made the model stop less often."
+    return said + (": tuning kept the model's habit of ending its turn." if rates["after"] == rates["before"] else
+                   ": tuning made the model end its turn more often.")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,19 +81,47 @@ def cast_floats(model, dtype):
     return model
 
 
-def greedy_generate(model, tok, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 8,
-                    stop: str | None = None, chat: bool = False, desc: str = "answers") -> list[str]:
-    """Greedy continuations of `prompts` (with `chat`, each is one user message rendered by the chat template),
-    batched with left padding behind a progress bar. Each stops at the end-of-turn token, or at `stop`; returns the
-    generated text, special tokens removed. Notebooks 05 (batched, stop at a line break) and 06 (chat) use it."""
+# Tokens that end an assistant turn in the common chat formats, besides the tokenizer's own end-of-sequence token.
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One greedy answer: `text` (special tokens removed, cut before a stop string), `stopped` (it ended at the
+    end-of-turn token or a stop string, not at the token limit), `tokens` (how many it generated) and `raw` (the
+    decoded tokens as generated, a stop string included)."""
+    text: str
+    stopped: bool
+    tokens: int
+    raw: str
+
+
+def end_of_turn_ids(tok, model=None) -> list[int]:
+    """The token ids that end an answer: the tokenizer's end-of-sequence token, the model's generation config's,
+    and any of END_OF_TURN_TOKENS the vocabulary holds as one token."""
+    ids = {tok.eos_token_id} if tok.eos_token_id is not None else set()
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids |= set(configured if isinstance(configured, list) else [configured] if configured is not None else [])
+    vocab = tok.get_vocab()
+    ids |= {vocab[t] for t in END_OF_TURN_TOKENS if t in vocab}
+    return sorted(ids)
+
+
+def greedy_answers(model, tok, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 8,
+                   stop: str | Sequence[str] = (), chat: bool = False, desc: str = "answers") -> list[Answer]:
+    """Greedy answers to `prompts` (with `chat`, each is one user message rendered by the chat template), batched
+    with left padding behind a progress bar. Each ends at an end-of-turn token (end_of_turn_ids), at a stop
+    string, or at `max_new_tokens`; Answer.stopped says which. Notebooks 05 and 06 use it (04 may)."""
     import torch
 
     if batch_size < 1 or max_new_tokens < 1:
         raise ValueError(f"batch_size and max_new_tokens must be at least 1, got {batch_size} and {max_new_tokens}")
+    stops = [stop] if isinstance(stop, str) else list(stop)
     if chat:
         prompts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
                                            add_generation_prompt=True) for p in prompts]
-    stops = {"stop_strings": [stop], "tokenizer": tok} if stop else {}
+    ends = end_of_turn_ids(tok, model)
+    kwargs = {"stop_strings": stops, "tokenizer": tok} if stops else {}
     was_training, out = model.training, []
     model.eval()
     with ui.progress(total=len(prompts), desc=desc, unit="prompt") as bar:
@@ -101,12 +130,30 @@ def greedy_generate(model, tok, prompts: Sequence[str], max_new_tokens: int, bat
             enc = tok(batch, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
             with torch.inference_mode():
                 ids = model.generate(**enc.to(model.device), max_new_tokens=max_new_tokens, do_sample=False,
-                                     temperature=None, top_p=None, use_cache=True, pad_token_id=tok.pad_token_id,
-                                     **stops)
-            out += tok.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+                                     temperature=None, top_p=None, use_cache=True, eos_token_id=ends,
+                                     pad_token_id=tok.pad_token_id, **kwargs)
+            for row in ids[:, enc["input_ids"].shape[1]:].tolist():
+                end = next((i for i, t in enumerate(row) if t in ends), None)
+                raw = tok.decode(row, skip_special_tokens=True)
+                cut = min((raw.index(s) for s in stops if s in raw), default=None)
+                out.append(Answer(text=raw if cut is None else raw[:cut], stopped=end is not None or cut is not None,
+                                  tokens=len(row) if end is None else end + 1, raw=raw))
             bar.update(len(batch))
     model.train(was_training)
     return out
+
+
+def greedy_generate(model, tok, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 8,
+                    stop: str | Sequence[str] = (), chat: bool = False, desc: str = "answers") -> list[str]:
+    """The decoded text of greedy_answers, as generated (a stop string included): what notebook 05 saves."""
+    return [a.raw for a in greedy_answers(model, tok, prompts, max_new_tokens, batch_size, stop, chat, desc)]
+
+
+def stop_rate(answers: Sequence[Answer]) -> float:
+    """The share of answers that ended by themselves (end-of-turn token or stop string) within the token limit."""
+    if not answers:
+        raise ValueError("no answers to rate")
+    return sum(a.stopped for a in answers) / len(answers)
 
 
 def four_bit_config(dtype: Any = None):
