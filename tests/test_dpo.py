@@ -337,17 +337,19 @@ def _seeds(*afters):
     return dpo.seed_summary({seed: {"before": 0.5, "after": a} for seed, a in enumerate(afters)})
 
 
-def test_seed_summary_gives_mean_gain_and_max_minus_min_spread():
+def test_seed_summary_gives_mean_gain_its_standard_deviation_and_range():
     s = _seeds(0.72, 0.78, 0.83)
-    assert s["seeds"] == 3 and s["before"] == 0.5
+    assert s["seeds"] == 3 and s["before"] == 0.5 and s["lowest"] == pytest.approx(0.22)
     assert s["gain"] == pytest.approx(0.2767, abs=1e-4) and s["spread"] == pytest.approx(0.11)
+    assert s["sd"] == pytest.approx(0.0551, abs=1e-4) and _seeds(0.7)["sd"] == 0.0
     with pytest.raises(ValueError, match="no seeds"):
         dpo.seed_summary({})
 
 
 @pytest.mark.parametrize("afters, says", [
     ((0.72, 0.78, 0.83), "carried over to pairs never trained on"),
-    ((0.56, 0.72, 0.78), "may be luck"),  # mean gain +0.19, but the seeds disagree by 0.22
+    ((0.56, 0.72, 0.78), "one seed alone lands anywhere in a 0.22-wide band"),  # +0.19 > sd 0.12, < range 0.22
+    ((0.44, 0.72, 0.89), "may be luck"),  # mean gain +0.18, but one seed lost and the sd is 0.23
     ((0.56, 0.56, 0.61), "may be luck"),  # steady, but under +0.15
     ((0.5, 0.44, 0.5), "no gain"),
 ])

@@ -332,26 +332,33 @@ def require_chat_template(folder: str | Path) -> None:
 
 def seed_summary(accuracies: dict[int, dict[str, float]]) -> dict[str, float]:
     """Held-out preference accuracy over seeds ({seed: {'before', 'after'}}): the mean before and after, the mean
-    gain (after - before) and its spread, max - min of the per-seed gains."""
+    gain (after - before), its spread as the standard deviation over seeds ('sd', 0 for one seed) and as the range
+    ('spread', max - min), and the smallest per-seed gain."""
     if not accuracies:
         raise ValueError("no seeds to summarise")
     gains = [a["after"] - a["before"] for a in accuracies.values()]
+    mean = sum(gains) / len(gains)
+    sd = (sum((g - mean) ** 2 for g in gains) / (len(gains) - 1)) ** 0.5 if len(gains) > 1 else 0.0
     return {"seeds": len(gains), "before": sum(a["before"] for a in accuracies.values()) / len(gains),
             "after": sum(a["after"] for a in accuracies.values()) / len(gains),
-            "gain": sum(gains) / len(gains), "spread": max(gains) - min(gains)}
+            "gain": mean, "sd": sd, "spread": max(gains) - min(gains), "lowest": min(gains)}
 
 
 def heldout_verdict(summary: dict[str, float], train_after: float, min_gain: float = 0.15) -> str:
     """The held-out result in one sentence, from seed_summary's numbers and the training pairs' accuracy after DPO:
-    a gain counts as learned when it is at least `min_gain` and larger than its spread over seeds."""
+    a gain counts as learned when it is at least `min_gain`, larger than its standard deviation over seeds, and
+    every seed gained; the range over seeds is said either way."""
     s = summary
     said = (f"Over {s['seeds']} seeds, held-out preference accuracy went from {s['before']:.2f} to {s['after']:.2f} "
-            f"(mean gain {s['gain']:+.2f}, spread over seeds {s['spread']:.2f}; training pairs {train_after:.2f})")
-    if s["gain"] >= min_gain and s["gain"] > s["spread"]:
-        return said + ": the preference carried over to pairs never trained on, by more than the seeds disagree."
+            f"(mean gain {s['gain']:+.2f}, standard deviation over seeds {s['sd']:.2f}, range {s['spread']:.2f}; "
+            f"training pairs {train_after:.2f})")
+    if s["gain"] >= min_gain and s["gain"] > s["sd"] and s["lowest"] > 0:
+        band = (f", though one seed alone lands anywhere in a {s['spread']:.2f}-wide band"
+                if s["spread"] >= s["gain"] else "")
+        return said + f": every seed gained, and the preference carried over to pairs never trained on{band}."
     if s["gain"] > 0:
-        return said + (": a gain, but smaller than the spread over seeds or under "
-                       f"{min_gain:+.2f}, so it may be luck; the training pairs were learned more than the rubric.")
+        return said + (f": a gain, but under {min_gain:+.2f}, within the seeds' disagreement, or not on every seed, "
+                       "so it may be luck; the training pairs were learned more than the rubric.")
     return said + ": no gain on pairs never trained on; the training pairs were memorised, the rubric not learned."
 
 
