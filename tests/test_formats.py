@@ -160,12 +160,7 @@ def test_format_adherence_asks_for_the_end_of_turn_right_after_the_answer(tok):
         formats.format_adherence(stops, tok, [])
 
 
-@pytest.mark.parametrize("favoured, ends", [("eos", True), ("other", False)])
-def test_free_generation_stops_at_the_end_of_turn_or_runs_to_the_limit(tok, favoured, ends):
-    model = models.load_causal_lm("local:tiny-llama")
-    token = tok.eos_token_id if favoured == "eos" else 5
-    model.lm_head.register_forward_hook(lambda module, args, out: out + 100 * torch.nn.functional.one_hot(
-        torch.tensor(token), out.shape[-1]))  # this token always wins
-    text, ended = formats.generate_answer(model, tok, RECORD, max_new_tokens=2)  # too short for a repeated 3-gram
-    assert ended is ends and (text == "" if ends else text.strip() != "")
-    assert formats.free_stop_rate(model, tok, [RECORD, NO_INPUT], max_new_tokens=2) == float(ends)
+def test_chat_prompts_end_where_the_answer_would_start(tok):
+    prompt = formats.chat_prompts(tok, [RECORD])[0]
+    full = formats.render_chat(tok, formats.alpaca_to_chatml(RECORD))
+    assert full.startswith(prompt) and full[len(prompt):].strip().startswith("It rains.")

@@ -264,3 +264,19 @@ def test_greedy_answers_say_whether_each_ended_by_itself(tiny):
     assert tok.eos_token_id in models.end_of_turn_ids(tok, model)
     with pytest.raises(ValueError, match="no answers"):
         models.stop_rate([])
+
+
+def test_greedy_answers_can_block_a_repeated_ngram(tiny):
+    import torch
+
+    tok, model = tiny
+    the = tok("the", add_special_tokens=False)["input_ids"][-1]
+    hook = model.lm_head.register_forward_hook(  # 'the' always wins: greedy decoding would repeat it forever
+        lambda module, args, out: out + 100 * torch.nn.functional.one_hot(torch.tensor(the), out.shape[-1]))
+    try:
+        looping = models.greedy_answers(model, tok, ["Hi"], max_new_tokens=8)[0]
+        blocked = models.greedy_answers(model, tok, ["Hi"], max_new_tokens=8, no_repeat_ngram_size=3)[0]
+    finally:
+        hook.remove()
+    assert looping.raw.split() == ["the"] * 8
+    assert blocked.raw.split()[:2] == ["the", "the"] and blocked.raw != looping.raw  # the third id was blocked

@@ -166,27 +166,9 @@ def ends_turn(model, tokenizer, messages: list[dict[str, str]]) -> bool:
     return int(logits[0, -1].argmax()) == tokenizer.eos_token_id
 
 
-def generate_answer(model, tokenizer, record: dict[str, str], max_new_tokens: int) -> tuple[str, bool]:
-    """The model's greedy answer to an Alpaca `record` in the chat format, and whether it ended with the end-of-turn
-    token within `max_new_tokens`: free generation, what a user sees (format_adherence is teacher-forced)."""
-    import torch
-
-    prompt = render_chat(tokenizer, alpaca_to_chatml(record)[:-1], add_generation_prompt=True)
-    ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
-    model.eval()
-    with torch.no_grad():  # stops at the end-of-turn token, or at the token limit; greedy decoding of a small model
-        out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,  # loops ('the piano, the piano'),
-                             no_repeat_ngram_size=3,  # so a repeated 3-gram is blocked: transformers' standard guard
-                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    new = out[0, ids["input_ids"].shape[1]:].tolist()
-    return tokenizer.decode(new, skip_special_tokens=True).strip(), tokenizer.eos_token_id in new
-
-
-def free_stop_rate(model, tokenizer, records: list[dict[str, str]], max_new_tokens: int) -> float:
-    """The share of `records` whose greedy answer ends with the end-of-turn token within `max_new_tokens`."""
-    if not records:
-        raise ValueError("no records to rate")
-    return sum(generate_answer(model, tokenizer, r, max_new_tokens)[1] for r in records) / len(records)
+def chat_prompts(tokenizer, records: list[dict[str, str]]) -> list[str]:
+    """Each Alpaca record's prompt as the chat template renders it for generation: the answer left to the model."""
+    return [render_chat(tokenizer, alpaca_to_chatml(r)[:-1], add_generation_prompt=True) for r in records]
 
 
 def format_adherence(model, tokenizer, records: list[dict[str, str]]) -> float:

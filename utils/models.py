@@ -108,10 +108,12 @@ def end_of_turn_ids(tok, model=None) -> list[int]:
 
 
 def greedy_answers(model, tok, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 8,
-                   stop: str | Sequence[str] = (), chat: bool = False, desc: str = "answers") -> list[Answer]:
+                   stop: str | Sequence[str] = (), chat: bool = False, desc: str = "answers",
+                   no_repeat_ngram_size: int = 0) -> list[Answer]:
     """Greedy answers to `prompts` (with `chat`, each is one user message rendered by the chat template), batched
     with left padding behind a progress bar. Each ends at an end-of-turn token (end_of_turn_ids), at a stop
-    string, or at `max_new_tokens`; Answer.stopped says which. Notebooks 05 and 06 use it (04 may)."""
+    string, or at `max_new_tokens`; Answer.stopped says which. `no_repeat_ngram_size` n > 0 blocks any repeated
+    n-gram (greedy decoding of a small model loops). Notebooks 04, 05 and 06 use it."""
     import torch
 
     if batch_size < 1 or max_new_tokens < 1:
@@ -131,7 +133,8 @@ def greedy_answers(model, tok, prompts: Sequence[str], max_new_tokens: int, batc
             with torch.inference_mode():
                 ids = model.generate(**enc.to(model.device), max_new_tokens=max_new_tokens, do_sample=False,
                                      temperature=None, top_p=None, use_cache=True, eos_token_id=ends,
-                                     pad_token_id=tok.pad_token_id, **kwargs)
+                                     pad_token_id=tok.pad_token_id, no_repeat_ngram_size=no_repeat_ngram_size,
+                                     **kwargs)
             for row in ids[:, enc["input_ids"].shape[1]:].tolist():
                 end = next((i for i, t in enumerate(row) if t in ends), None)
                 raw = tok.decode(row, skip_special_tokens=True)
