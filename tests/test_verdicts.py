@@ -39,6 +39,9 @@ def test_fits_includes_a_file_exactly_at_the_budget():
     sizes = {"bf16": 41.957128, "q8_0": 22.4, "fp32": 83.914}
     assert verdicts.fits(sizes, 41.957) == (["q8_0"], ["bf16", "fp32"])
     assert verdicts.fits(sizes, 41.957128) == (["q8_0", "bf16"], ["fp32"])
+    import pandas as pd
+
+    assert verdicts.fits(pd.Series(sizes), 41.957) == (["q8_0"], ["bf16", "fp32"])  # as 07 passes it
 
 
 def test_rate_change_says_rose_fell_or_stayed():

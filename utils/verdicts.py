@@ -52,8 +52,9 @@ def speed_verdict(sizes_mb: Mapping[str, float], tok_s: Mapping[str, float], ban
 
 def fits(sizes_mb: Mapping[str, float], budget_mb: float) -> tuple[list[str], list[str]]:
     """(variants whose size is at most the budget, the budget included; the others), smallest first."""
-    order = sorted(sizes_mb, key=sizes_mb.get)
-    return [n for n in order if sizes_mb[n] <= budget_mb], [n for n in order if sizes_mb[n] > budget_mb]
+    sizes = dict(sizes_mb)  # a pandas Series too: name -> size
+    order = sorted(sizes, key=sizes.get)
+    return [n for n in order if sizes[n] <= budget_mb], [n for n in order if sizes[n] > budget_mb]
 
 
 def rate_change(name: str, before: float, after: float, min_change: float = 0.05) -> str:
