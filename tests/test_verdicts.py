@@ -62,7 +62,7 @@ def test_fewer_but_lossy_flags_only_a_smaller_count_that_lost_the_text():
             {"script": "Korean", "GPT-2 tokens": 59, "BERT tokens": 31, "BERT [UNK]": 0, "BERT round trip": True}]
     notes = verdicts.fewer_but_lossy(rows, lossless="GPT-2", lossy="BERT")
     assert len(notes) == 1 and notes[0].startswith("Hindi: BERT's 24 tokens against GPT-2's 79 are not better")
-    assert "20 [UNK] of 24" in notes[0]
+    assert "20 [UNK] of 24" in notes[0] and notes[0].endswith("while GPT-2's tokens decode to the original.")
 
 
 def test_below_floor_banners_only_noise():

@@ -84,7 +84,7 @@ def fewer_but_lossy(rows: Sequence[Mapping], lossless: str, lossy: str) -> list[
             unk = row[f"{lossy} [UNK]"]
             notes.append(f"{row['script']}: {lossy}'s {few} tokens against {lossless}'s {many} are not better "
                          f"compression: {lossy} lost the text ({unk} [UNK] of {few}, and decoding does not give it "
-                         "back), while {lossless}'s tokens decode to the original.")
+                         f"back), while {lossless}'s tokens decode to the original.")
     return notes
 
 
