@@ -72,6 +72,7 @@ def source_link(name: str) -> str:
     obj = importlib.import_module(f"utils.{module}")
     for attribute in attributes:
         obj = getattr(obj, attribute)
+    obj = inspect.unwrap(obj)  # a decorated function (e.g. a context manager): its own lines
     lines, start = inspect.getsourcelines(obj)
     path = Path(inspect.getsourcefile(obj)).resolve().relative_to(ROOT).as_posix()
     return absolute_links(f"[`{name}`]({path}#L{start}-L{start + len(lines) - 1})")
