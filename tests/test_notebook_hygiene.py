@@ -73,3 +73,16 @@ def test_template_check_catches_long_markdown_cells():
     found = notebooks.template_problems(nb, f"{EXPECTED[2]}.ipynb")
     assert found == [f"{EXPECTED[2]}.ipynb cell 8: 151 words of markdown (at most 150: split it next to the code it "
                      "explains)"]
+
+
+def test_template_check_catches_a_list_or_sentence_split_across_markdown_cells():
+    name = f"{EXPECTED[2]}.ipynb"
+    nb = nbformat.read(ROOT / name, as_version=4)
+    paragraphs = [nbformat.v4.new_markdown_cell("A first paragraph."), nbformat.v4.new_markdown_cell("A second one.")]
+    nb.cells[8:8] = paragraphs
+    assert notebooks.template_problems(nb, name) == []
+    for split in (["The steps are", "- one\n- two"], ["The steps are", "1. one\n2. two"],
+                  ["| a | b |\n|---|---|", "| 1 | 2 |"], ["The steps are:", "one, then two."]):
+        nb.cells[8:10] = [nbformat.v4.new_markdown_cell(s) for s in split]
+        found = notebooks.template_problems(nb, name)
+        assert len(found) == 1 and found[0].startswith(f"{name} cell 9: continues the"), (split, found)

@@ -1,11 +1,14 @@
 """One source for the cells every notebook shares (Colab/Kaggle setup, badges) and the notebook hygiene rules.
 
 Usage: python -m tools.notebooks sync    (rewrite the shared cells, strip outputs and metadata)
+       python -m tools.notebooks links   (point every link to a course function's lines at its current lines)
        python -m tools.notebooks check   (list problems; exit 1 if any)
        python -m tools.notebooks publish OWNER/NAME   (point badges, links and the setup cell at a fork)
 """
 from __future__ import annotations
 
+import importlib
+import inspect
 import re
 import sys
 from pathlib import Path
@@ -58,6 +61,33 @@ def absolute_links(markdown: str) -> str:
     return RELATIVE_LINK.sub(lambda m: f"](https://github.com/{REPO}/blob/{BRANCH}/{m.group(1)})", markdown)
 
 
+SOURCE_LINK = re.compile(r"\[`(?P<name>[\w.]+)`\]\(https://github\.com/[^)\s]+?/utils/[\w/]+\.py#L\d+-L\d+\)")
+SHOW_SOURCE = re.compile(r"show_source\(([^)]*)\)")  # ui.show_source(bpe.get_stats, bpe.merge): the names shown
+
+
+def source_link(name: str) -> str:
+    """A Markdown link to the lines of course function or class `name` ('bpe.Tokenizer.train', as the notebooks
+    call it) on GitHub, so its code can be read before the cell runs, and on GitHub where outputs are stripped."""
+    module, *attributes = name.split(".")
+    obj = importlib.import_module(f"utils.{module}")
+    for attribute in attributes:
+        obj = getattr(obj, attribute)
+    obj = inspect.unwrap(obj)  # a decorated function (e.g. a context manager): its own lines
+    lines, start = inspect.getsourcelines(obj)
+    path = Path(inspect.getsourcefile(obj)).resolve().relative_to(ROOT).as_posix()
+    return absolute_links(f"[`{name}`]({path}#L{start}-L{start + len(lines) - 1})")
+
+
+def current_source_links(markdown: str) -> str:
+    """`markdown` with every link to a course function's lines pointing at that function's current lines."""
+    return SOURCE_LINK.sub(lambda m: source_link(m.group("name")), markdown)
+
+
+def shown_names(code: str) -> list[str]:
+    """The names a code cell passes to `ui.show_source`."""
+    return [n.strip() for args in SHOW_SOURCE.findall(code) for n in args.split(",") if n.strip()]
+
+
 def course_notebooks() -> list[Path]:
     """The numbered course notebooks at the repository root."""
     return sorted(ROOT.glob("[0-9][0-9]_*.ipynb"))
@@ -91,12 +121,13 @@ MAX_CODE_LINES = 30  # a code cell a learner can follow at a glance (the setup c
 MAX_MARKDOWN_WORDS = 150  # an explanation short enough to sit next to the code it explains
 OPENING = ("## What you will learn", "## Parameters")
 CLOSING = ("## Exercises", "## Results", "## Summary")  # the last three sections, in this order
+CONTINUED = re.compile(r"(?:[-*] |\d+\. |\|)")  # a list item or a table row: it belongs with what is above it
 
 
 def template_problems(nb: nbformat.NotebookNode, name: str) -> list[str]:
     """Where a notebook leaves the course template: '# NN · Title', then What you will learn and Parameters,
     sections '## 1. ...' numbered in order, then Exercises (every exercise), Results and Summary; short code
-    and markdown cells."""
+    and markdown cells; no list, table or '...:' sentence cut across two markdown cells."""
     found = []
     if not re.match(rf"# {name[:2]} · \S", nb.cells[1 if nb.cells[0].source.startswith("[![") else 0].source):
         found.append(f"{name}: the title must read '# {name[:2]} · <title>'")
@@ -121,6 +152,13 @@ def template_problems(nb: nbformat.NotebookNode, name: str) -> list[str]:
         if cell.cell_type == "markdown" and words > MAX_MARKDOWN_WORDS:
             found.append(f"{name} cell {i}: {words} words of markdown (at most {MAX_MARKDOWN_WORDS}: "
                          "split it next to the code it explains)")
+        after = nb.cells[i - 1] if i else None
+        if cell.cell_type == "markdown" and after is not None and after.cell_type == "markdown":
+            if CONTINUED.match(cell.source.lstrip()):
+                found.append(f"{name} cell {i}: continues the list or table of markdown cell {i - 1} (join them, "
+                             "or put the code it explains between the parts)")
+            elif after.source.rstrip().endswith(":"):
+                found.append(f"{name} cell {i}: continues the '...:' sentence of markdown cell {i - 1} (join them)")
     return found
 
 
@@ -174,6 +212,18 @@ def main(argv: list[str] | None = None) -> int:
         changed = publish(argv[1] if len(argv) > 1 else "")
         print(f"{len(changed)} files now point at github.com/{argv[1]}: " + ", ".join(p.name for p in changed))
         print("commit and push them; the Colab and Kaggle badges work once that repository is public on GitHub")
+        return 0
+    if cmd == "links":
+        for path in course_notebooks():
+            nb = nbformat.read(path, as_version=4)
+            before = nbformat.writes(nb)
+            for cell in nb.cells:
+                if cell.cell_type == "markdown":
+                    cell.source = current_source_links(cell.source)
+            changed = nbformat.writes(nb) != before
+            if changed:
+                path.write_text(nbformat.writes(nb) + "\n", encoding="utf-8")
+            print(f"{path.name}: {'updated' if changed else 'unchanged'}")
         return 0
     if cmd == "sync":
         for path in course_notebooks():
