@@ -78,6 +78,8 @@ def test_lora_config_defaults_and_bad_input(llama):
         lora.lora_config(llama, r=4, targets=["q_proj", "c_attn"])
     with pytest.raises(ValueError, match="name at least one target"):
         lora.check_targets(llama, [])
+    every = lora.lora_config(None, r=8, targets="all-linear", dropout=0.0)  # 05 and 06: peft picks the layers
+    assert (every.target_modules, every.lora_alpha, every.lora_dropout, every.bias) == ("all-linear", 16, 0.0, "none")
 
 
 def test_bits_per_weight_and_weight_bytes(llama):

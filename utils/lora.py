@@ -87,18 +87,21 @@ def describe_architecture(model) -> dict[str, Any]:
 
 # --- LoRA configuration and counting -------------------------------------------------------------------------
 
-def lora_config(model, r: int, targets: list[str], alpha: int | None = None, dropout: float = 0.05):
-    """A peft LoraConfig for a causal LM after checking the numbers and that every target names a linear layer
-    of `model` (a typo would otherwise fail deep inside peft, or match nothing). alpha defaults to 2 r."""
+def lora_config(model, r: int, targets: list[str] | str, alpha: int | None = None, dropout: float = 0.05):
+    """The course's one LoRA recipe: a peft LoraConfig for a causal LM, alpha 2 r unless given, no bias. `targets`
+    is a list of layer short names, checked against `model`'s linear layers (a typo would otherwise fail deep inside
+    peft, or match nothing), or peft's "all-linear" (every linear layer but the output head; `model` may be None)."""
     from peft import LoraConfig
 
     if not isinstance(r, int) or r < 1:
         raise ValueError(f"rank r must be a positive integer, got {r!r}")
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-    check_targets(model, targets)
+    if targets != "all-linear":
+        check_targets(model, targets)
+        targets = list(targets)
     return LoraConfig(r=r, lora_alpha=alpha if alpha is not None else 2 * r, lora_dropout=dropout,
-                      target_modules=list(targets), bias="none", task_type="CAUSAL_LM")
+                      target_modules=targets, bias="none", task_type="CAUSAL_LM")
 
 
 def check_targets(model, targets: list[str]) -> dict[str, int]:
