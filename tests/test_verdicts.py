@@ -33,6 +33,8 @@ def test_speed_verdict_follows_the_order_the_table_shows():
     assert "Speed did not follow the file sizes (q4_0 > f16 > q8_0" in swapped
     assert "f16 moved 20.2 GB/s (107% of the measured 19.0 GB/s): memory sets its pace" in swapped
     assert "q8_0 and q4_0 spent their time unpacking" in swapped
+    reordered = verdicts.speed_verdict(dict(reversed(SIZES.items())), {"q4_0": 101.8, "q8_0": 79.0, "f16": 94.6}, 19.0)
+    assert reordered == swapped and swapped.startswith("f16 moved")  # the sentence does not depend on dict order
 
 
 def test_fits_includes_a_file_exactly_at_the_budget():

@@ -238,7 +238,7 @@ def _bigram_init(model, tok, smoothing: float = 1.0) -> None:
     import numpy as np
     import torch
 
-    ids = np.array(tok(corpus_text("train"), add_special_tokens=False)["input_ids"])
+    ids = np.array(tok(corpus_text("train"), add_special_tokens=False, verbose=False)["input_ids"])
     vocab, hidden = model.config.vocab_size, model.config.hidden_size
     counts = np.zeros((vocab, vocab))
     np.add.at(counts, (ids[:-1], ids[1:]), 1.0)
@@ -253,6 +253,14 @@ def _bigram_init(model, tok, smoothing: float = 1.0) -> None:
         for layer in model.model.layers:
             layer.self_attn.o_proj.weight.zero_()
             layer.mlp.down_proj.weight.zero_()
+
+
+def causal_loss(model):
+    """`model` with its loss named: GPT2LMHeadModel's class name maps to no loss in transformers, which then warns
+    and falls back to the causal-LM loss on every first forward pass; chosen here instead of guessed."""
+    if getattr(model, "loss_type", "") is None:
+        model.loss_type = "ForCausalLM"
+    return model
 
 
 def _pretrain(model, tok, steps: int, block: int = 128, batch: int = 16, lr: float = 3e-3, text: str | None = None,
@@ -270,9 +278,11 @@ def _pretrain(model, tok, steps: int, block: int = 128, batch: int = 16, lr: flo
         from .lm import clean_lines
 
         ids = torch.tensor([t for paragraph in clean_lines(text.splitlines())
-                            for t in [*tok(paragraph, add_special_tokens=False)["input_ids"], tok.eos_token_id]])
+                            for t in [*tok(paragraph, add_special_tokens=False, verbose=False)["input_ids"],
+                                      tok.eos_token_id]])
     else:
-        ids = torch.tensor(tok(text, add_special_tokens=False)["input_ids"])
+        ids = torch.tensor(tok(text, add_special_tokens=False, verbose=False)["input_ids"])  # cut into blocks below
+    causal_loss(model)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     schedule = get_cosine_schedule_with_warmup(opt, steps // 20, steps) if cosine else None
     gen = torch.Generator().manual_seed(0)

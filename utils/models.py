@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ui
-from .assets import local_model
+from .assets import causal_loss, local_model
 from .env import hub_reachable
 
 
@@ -53,10 +53,7 @@ def load_causal_lm(name: str, **kwargs: Any):
     """AutoModelForCausalLM for `name`; keyword arguments go to from_pretrained (dtype, quantization_config, …)."""
     from transformers import AutoModelForCausalLM
 
-    model = _load(AutoModelForCausalLM, name, **kwargs)
-    if getattr(model, "loss_type", "") is None:  # e.g. GPT2LMHeadModel: its class name maps to no loss, so
-        model.loss_type = "ForCausalLM"  # transformers warned and fell back to this one; now chosen, not guessed
-    return model
+    return causal_loss(_load(AutoModelForCausalLM, name, **kwargs))
 
 
 def local_rank() -> int:

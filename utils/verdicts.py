@@ -37,13 +37,14 @@ def speed_verdict(sizes_mb: Mapping[str, float], tok_s: Mapping[str, float], ban
     by_bytes = sorted(sizes_mb, key=sizes_mb.get)
     by_speed = sorted(tok_s, key=tok_s.get, reverse=True)
     small, big = by_bytes[0], by_bytes[-1]
-    text = "; ".join(f"{n} moved {b['GB/s moved']:.1f} GB/s ({b['share of bandwidth']:.0%} of the measured "
-                     f"{bandwidth_gb_s:.1f} GB/s): {b['limited by']} sets its pace" for n, b in bounds.items())
+    text = "; ".join(f"{n} moved {bounds[n]['GB/s moved']:.1f} GB/s ({bounds[n]['share of bandwidth']:.0%} of the "
+                     f"measured {bandwidth_gb_s:.1f} GB/s): {bounds[n]['limited by']} sets its pace"
+                     for n in reversed(by_bytes))  # largest file first, whatever order the tables came in
     text += (f". {small} reads {sizes_mb[big] / sizes_mb[small]:.1f}× fewer bytes per token than {big} and "
              f"generated {tok_s[small] / tok_s[big]:.2f}× its tokens per second. ")
     if by_speed == by_bytes:
         return text + "Fewer bytes per weight gave more tokens per second, in the order of the file sizes."
-    compute = [n for n, b in bounds.items() if b["limited by"] == "arithmetic"]
+    compute = [n for n in reversed(by_bytes) if bounds[n]["limited by"] == "arithmetic"]
     why = (f"{' and '.join(compute)} spent their time unpacking and multiplying weights rather than reading them, "
            "so fewer bytes bought less speed" if compute else "timings this close can swap between runs")
     return text + (f"Speed did not follow the file sizes ({' > '.join(by_speed)} in tokens/s; smallest file first "
