@@ -103,3 +103,21 @@ def test_checkpoints_are_deleted_once_the_results_are_saved(res):
     from pathlib import Path
 
     assert not list(Path(res["_out_dir"]).glob("dpo-beta*"))
+
+
+# Every headline figure and outcome-stating sentence of 06, and the test that computes or checks it.
+CLAIMS = {
+    "headline 'pairs'": "test_pairs_ranking_demo_and_held_out_split",
+    "headline 'held-out acc before/after' (seed 0)": "test_held_out_accuracy_before_and_after_is_reported",
+    "headline 'held-out gain, mean of 3 seeds', its sd and range; section 9b's sentence (dpo.heldout_verdict)":
+        "test_held_out_accuracy_over_three_seeds_is_shown_with_its_verdict",
+    "the gain is at least +0.15, above its sd, on every seed":
+        "test_mean_held_out_gain_over_seeds_is_large_and_beyond_the_spread",
+    "headline 'loss vs TRL |diff|'": "test_hand_written_loss_equals_trls_on_the_checked_batch",
+    "section 10: the β sentence (dpo.beta_verdict)": "test_larger_beta_keeps_the_policy_closer_to_the_reference",
+    "section 11: free answers' stop rate before/after (dpo.stop_verdict)": "test_probes_answered_before_and_after",
+}
+
+
+def test_every_claim_has_its_check():
+    assert all(callable(globals()[name]) for name in CLAIMS.values())

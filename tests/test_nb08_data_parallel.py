@@ -71,3 +71,20 @@ def test_the_script_runs_as_two_machines_with_a_c10d_rendezvous(res, tmp_path):
     par = res["results"]["runs"]["parallel"]["0.0"]
     assert ddp.loss_diff(run, par) == 0 and math.isfinite(run["losses"][-1][1])
     assert ddp.lora_diff(tmp_path, Path(res["_out_dir"]) / "parallel", 0.0) == 0
+
+
+# Every headline figure and outcome-stating sentence of 08, and the test that computes or checks it.
+CLAIMS = {
+    "headline 'processes'": "test_two_gloo_processes_ran_the_recipe_for_ddp",
+    "headline 'max |loss diff| dropout 0' (bitwise equal)":
+        "test_two_processes_equal_one_process_with_accumulation_bitwise",
+    "headline 'max |loss diff| dropout 0.05' (measured)":
+        "test_two_processes_equal_one_process_with_accumulation_bitwise",
+    "headline 'samples/s 1 -> 2 processes' and the speed sentences (ddp.verdict)":
+        "test_speed_is_measured_and_explained",
+    "the rank slices are disjoint and cover the batch": "test_rank_slices_are_disjoint_and_make_up_the_global_batch",
+}
+
+
+def test_every_claim_has_its_check():
+    assert all(callable(globals()[name]) for name in CLAIMS.values())
