@@ -52,12 +52,6 @@ def test_rate_change_says_rose_fell_or_stayed():
     assert verdicts.rate_change("adherence", 0.5, 0.52) == "adherence stayed near 50% (50% → 52%)"
 
 
-def test_spread_over_seeds():
-    assert verdicts.spread([0.5, 0.7, 0.6]) == pytest.approx({"mean": 0.6, "min": 0.5, "max": 0.7, "spread": 0.2})
-    with pytest.raises(ValueError):
-        verdicts.spread([])
-
-
 def test_fewer_but_lossy_flags_only_a_smaller_count_that_lost_the_text():
     rows = [{"script": "Hindi", "GPT-2 tokens": 79, "BERT tokens": 24, "BERT [UNK]": 20, "BERT round trip": False},
             {"script": "English", "GPT-2 tokens": 21, "BERT tokens": 27, "BERT [UNK]": 0, "BERT round trip": False},

@@ -11,6 +11,8 @@ from typing import Any
 
 import psutil
 
+from . import ui
+
 
 @dataclass(frozen=True)
 class Precision:
@@ -69,16 +71,9 @@ def fp32_trainable(trainer):
             param.data = param.data.float()
     if trainer.args.fp16:
         trainer.add_callback(finite_logs())
-    if _headless():
+    if ui.headless():
         one_line_progress(trainer)
     return trainer
-
-
-def _headless() -> bool:
-    """A headless run (tools.runner sets TQDM_DISABLE): its saved copy keeps only the last frame of any live display."""
-    import os
-
-    return os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
 
 
 def one_line_progress(trainer):

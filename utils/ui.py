@@ -6,13 +6,18 @@ import os
 from typing import Any
 
 
+def headless() -> bool:
+    """A headless run (TQDM_DISABLE, set by tools.runner): its saved copy keeps only the last frame of any live
+    display, so bars and live tables are left out."""
+    return os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
+
+
 def progress(iterable: Any = None, show: bool = True, **kwargs: Any):
-    """tqdm.auto's progress bar, off when `show` is False and in the course's headless runs (TQDM_DISABLE, set by
-    tools.runner): a bar widget does not survive in a saved notebook, where it shows frozen at 0 %."""
+    """tqdm.auto's progress bar, off when `show` is False and in the course's headless runs (`headless`): a bar
+    widget does not survive in a saved notebook, where it shows frozen at 0 %."""
     from tqdm.auto import tqdm
 
-    headless = os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
-    return tqdm(iterable, disable=headless or not show, **kwargs)
+    return tqdm(iterable, disable=headless() or not show, **kwargs)
 
 
 def show_source(*objects: Any):

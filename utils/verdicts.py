@@ -59,19 +59,12 @@ def fits(sizes_mb: Mapping[str, float], budget_mb: float) -> tuple[list[str], li
 
 
 def rate_change(name: str, before: float, after: float, min_change: float = 0.05) -> str:
-    """'format adherence rose from 0% to 93%' / 'fell' / 'stayed about the same' for a rate in [0, 1]."""
+    """'format adherence rose from 0% to 93%', '… fell from …' or '… stayed near 50% (50% → 52%)' for a rate in [0, 1]:
+    a move smaller than `min_change` is not called a change."""
     move = "rose" if after - before >= min_change else "fell" if before - after >= min_change else "stayed near"
     if move == "stayed near":
         return f"{name} stayed near {before:.0%} ({before:.0%} → {after:.0%})"
     return f"{name} {move} from {before:.0%} to {after:.0%}"
-
-
-def spread(values: Sequence[float]) -> dict[str, float]:
-    """Mean, min, max and max − min of one measure over several seeds."""
-    if not values:
-        raise ValueError("spread needs at least one value")
-    return {"mean": sum(values) / len(values), "min": min(values), "max": max(values),
-            "spread": max(values) - min(values)}
 
 
 def fewer_but_lossy(rows: Sequence[Mapping], lossless: str, lossy: str) -> list[str]:
