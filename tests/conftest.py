@@ -1,6 +1,7 @@
 """Shared fixtures: run a notebook once per session in the smoke profile and hand its results to the tests."""
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +43,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         for key, seconds in _TIMES.items():
             terminalreporter.write_line(f"{key:<60} {seconds:7.1f} s")
         terminalreporter.write_line(f"{'all notebooks':<60} {sum(_TIMES.values()):7.1f} s")
+        plain = {key.split("[")[0]: seconds for key, seconds in _TIMES.items() if key.endswith("[]")}
+        (ROOT / "runs").mkdir(exist_ok=True)
+        (ROOT / "runs" / "smoke-times.json").write_text(json.dumps(plain, indent=1))
+        terminalreporter.write_line("written to runs/smoke-times.json: python -m tools.measurements add-smoke "
+                                    "runs/smoke-times.json --source '<where>' records them")
 
 
 @pytest.fixture

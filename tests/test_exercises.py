@@ -1,6 +1,7 @@
-"""The craft exercises' checks (utils.exercises): the course's own answer passes on several seeds, and for each
-exercise a deliberately wrong but plausible answer is rejected through checks.check with a message naming the
-input it got wrong."""
+"""The craft exercises' checks (utils.exercises): the course's own answer (the notebook's solution cell, or the lesson
+code it reimplements) passes on several seeds, and for each exercise a deliberately wrong but plausible answer is
+rejected through checks.check with a message naming the input it got wrong."""
+import json
 import re
 from collections import Counter
 
@@ -8,13 +9,26 @@ import pandas as pd
 import pytest
 import torch
 
+from tools.instructor import SOLUTION_TAG
 from utils import bpe, checks, exercises, formats, models, squad
 from utils.dpo import dpo_loss
+from utils.paths import ROOT
 
 
 @pytest.fixture(scope="module")
 def tok():
     return models.load_tokenizer("local:tiny-llama")
+
+
+def solution(notebook: str, name: str):
+    """The function `name` as the notebook's solution cell defines it: the course's reference answer."""
+    for cell in json.loads((ROOT / notebook).read_text(encoding="utf-8"))["cells"]:
+        source = "".join(cell["source"])
+        if SOLUTION_TAG in cell["metadata"].get("tags", []) and f"def {name}(" in source:
+            namespace = {}
+            exec(source, namespace)
+            return namespace[name]
+    raise LookupError(f"{notebook} has no solution cell defining {name}")
 
 
 def rejected(capsys, exercise: str, condition, hint: str = "a hint") -> str:
@@ -29,8 +43,9 @@ def rejected(capsys, exercise: str, condition, hint: str = "a hint") -> str:
 # --- 01.4 -----------------------------------------------------------------------------------------------------
 
 def test_01_4_the_right_history_fit_passes_and_counting_message_text_only_is_rejected(tok, capsys):
+    fit_history = solution("01_tokenization.ipynb", "fit_history")
     for seed in range(3):
-        assert exercises.check_fit_history(exercises.fit_history, tok, seed=seed)
+        assert exercises.check_fit_history(fit_history, tok, seed=seed)
 
     def content_only(tokenizer, messages, max_tokens):  # forgets the template's markers: keeps too much
         system, turns = messages[:1], messages[1:]
@@ -46,7 +61,7 @@ def test_01_4_the_right_history_fit_passes_and_counting_message_text_only_is_rej
     assert re.search(r"render to \d+ tokens, over the budget", out)
 
     def drops_system(tokenizer, messages, max_tokens):
-        return exercises.fit_history(tokenizer, messages, max_tokens)[1:]
+        return fit_history(tokenizer, messages, max_tokens)[1:]
 
     out = rejected(capsys, "01.4", lambda: exercises.check_fit_history(drops_system, tok, seed=1))
     assert "dropped the system message" in out
@@ -80,30 +95,42 @@ def test_02_4_the_course_functions_pass_and_an_overlapping_merge_or_a_set_count_
 
 # --- 03.4 -----------------------------------------------------------------------------------------------------
 
-def test_03_4_the_last_blocks_within_budget_pass_first_blocks_or_one_too_many_are_rejected(capsys):
+@pytest.fixture(scope="module")
+def unfreeze_for_budget():
+    return solution("03_full_finetune_gpt2.ipynb", "unfreeze_for_budget")
+
+
+def test_03_4_the_last_blocks_within_budget_pass_first_blocks_or_one_too_many_are_rejected(capsys,
+                                                                                           unfreeze_for_budget):
     for seed in range(3):
-        assert exercises.check_unfreeze_for_budget(exercises.budget_prefixes, seed=seed)
+        assert exercises.check_unfreeze_for_budget(unfreeze_for_budget, seed=seed)
 
     def first_blocks(model, budget):
-        n = len(exercises.budget_prefixes(model, budget)) - 1
+        n = len(unfreeze_for_budget(model, budget)) - 1
         return [f"transformer.h.{i}." for i in range(n)] + ["transformer.ln_f."]
 
     out = rejected(capsys, "03.4", lambda: exercises.check_unfreeze_for_budget(first_blocks, seed=0))
     assert "trains the *last* blocks" in out
 
     def one_too_many(model, budget):  # adds the block that crosses the budget
-        n, layers = len(exercises.budget_prefixes(model, budget)) - 1, model.config.n_layer
+        n, layers = len(unfreeze_for_budget(model, budget)) - 1, model.config.n_layer
         return [f"transformer.h.{i}." for i in range(max(0, layers - n - 1), layers)] + ["transformer.ln_f."]
 
     out = rejected(capsys, "03.4", lambda: exercises.check_unfreeze_for_budget(one_too_many, seed=0))
     assert "over the budget" in out
 
+    def one_too_few(model, budget):  # stops one block early (every budget here fits at least one block)
+        return unfreeze_for_budget(model, budget)[:-1]
 
-def test_03_4_short_training_lowers_the_loss_of_the_unfrozen_blocks():
+    out = rejected(capsys, "03.4", lambda: exercises.check_unfreeze_for_budget(one_too_few, seed=0))
+    assert re.search(r"you train \d+ block\(s\), but \d+ fit", out)
+
+
+def test_03_4_short_training_lowers_the_loss_of_the_unfrozen_blocks(unfreeze_for_budget):
     model = models.load_causal_lm("local:tiny-gpt2", dtype=torch.float32)
     from utils import training
 
-    training.freeze_all_but(model, exercises.budget_prefixes(model, training.count_parameters(model)["total"] // 4))
+    training.freeze_all_but(model, unfreeze_for_budget(model, training.count_parameters(model)["total"] // 4))
     batch = torch.randint(0, model.config.vocab_size, (2, 32), generator=torch.Generator().manual_seed(0))
     losses = exercises.short_training(model, batch, steps=6)
     assert len(losses) == 6 and losses[-1] < losses[0]
@@ -198,9 +225,10 @@ def test_06_3_the_course_loss_passes_and_a_summed_or_reference_free_loss_is_reje
 def test_07_4_the_best_agreement_within_budget_passes_and_the_biggest_file_that_fits_is_rejected(capsys):
     bench = pd.DataFrame({"size_mb": [15.7, 7.9, 4.2, 2.3], "top1_agreement": [1.0, 1.0, 0.99, 0.9]},
                          index=["transformers fp32", "llama.cpp f16", "llama.cpp q8_0", "llama.cpp q4_0"])
-    assert exercises.pick_quant(bench, 10) == "llama.cpp f16" and exercises.pick_quant(bench, 2) is None
+    choose_quant = solution("07_gguf_inference.ipynb", "choose_quant")
+    assert choose_quant(bench, 10) == "llama.cpp f16" and choose_quant(bench, 2) is None
     for seed in range(3):
-        assert exercises.check_pick_quant(exercises.pick_quant, bench, seed=seed)
+        assert exercises.check_pick_quant(choose_quant, bench, seed=seed)
 
     def biggest_that_fits(table, budget_mb):  # "more bits, more faithful": not true on ties and surprises
         fits = table[table["size_mb"] <= budget_mb]

@@ -52,13 +52,6 @@ def test_download_sizes_come_from_the_one_table():
         manifest.download_mb([Item("model", "someone/else")])
 
 
-def test_the_readmes_download_table_is_the_generated_one():
-    readme = (manifest.ROOT / "README.md").read_text(encoding="utf-8")
-    start = "<!-- downloads: python -m tools.hub.manifest --sizes -->\n"
-    block = readme.split(start)[1].split("\n<!-- /downloads -->")[0]
-    assert block == manifest.sizes_table(), "README's sizes are stale: paste `python -m tools.hub.manifest --sizes`"
-
-
 def test_a_model_also_used_as_a_tokenizer_is_listed_once():
     items = manifest.unique(manifest.manifest("cpu"))
     assert [i.kind for i in items if i.id == "gpt2"] == ["model"]

@@ -1,6 +1,7 @@
 """Checks of the craft exercises (01.4 … 07.4): each takes the learner's answer, runs it on inputs generated here
-(never shown in the notebook, new on every run unless a seed is given) against the course's own implementation,
-and raises checks.Mismatch naming the first input it gets wrong. Returns True when every input passes."""
+(never shown in the notebook, new on every run unless a seed is given) against the course's lesson code or the
+properties a right answer has, and raises checks.Mismatch naming the first input it gets wrong. Returns True when
+every input passes. The reference answers live in the notebooks' solution cells and the tests, not here."""
 from __future__ import annotations
 
 import math
@@ -9,6 +10,7 @@ from collections.abc import Callable
 
 from . import bpe, formats, squad
 from .checks import Mismatch
+from .inference import trim_history
 
 WORDS = ("river stone garden music paper winter bridge market engine forest letter silver window valley harbour "
          "candle mirror orchard lantern meadow").split()
@@ -25,19 +27,9 @@ def prompt_tokens(tokenizer, messages: list[dict[str, str]]) -> int:
     return len(tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"])
 
 
-def fit_history(tokenizer, messages: list[dict[str, str]], max_tokens: int) -> list[dict[str, str]]:
-    """The course's answer to 01.4: drop the oldest user/assistant exchanges until the rendered prompt fits,
-    always keeping the system message and the last user message (ValueError when even those do not fit)."""
-    system, turns = (messages[:1], messages[1:]) if messages[0]["role"] == "system" else ([], messages)
-    while len(turns) > 1 and prompt_tokens(tokenizer, system + turns) > max_tokens:
-        turns = turns[2:]
-    if prompt_tokens(tokenizer, system + turns) > max_tokens:
-        raise ValueError(f"even the system message and the last question need more than {max_tokens} tokens")
-    return system + turns
-
-
 def check_fit_history(fit: Callable, tokenizer, seed: int | None = None, cases: int = 12) -> bool:
-    """01.4: `fit(tokenizer, messages, max_tokens)` keeps what fit_history keeps, on generated conversations."""
+    """01.4: `fit(tokenizer, messages, max_tokens)` keeps what inference.trim_history (07's chat) keeps, counting the
+    rendered chat template, on generated conversations."""
     rng = random.Random(seed)
     for _ in range(cases):
         messages = [{"role": "system", "content": _sentence(rng, 4, 12)}]
@@ -47,7 +39,7 @@ def check_fit_history(fit: Callable, tokenizer, seed: int | None = None, cases: 
         messages.append({"role": "user", "content": _sentence(rng, 3, 20) + "?"})
         low, high = prompt_tokens(tokenizer, [messages[0], messages[-1]]), prompt_tokens(tokenizer, messages)
         budget = rng.randint(low, high + 3)
-        expected = fit_history(tokenizer, messages, budget)
+        expected = trim_history(messages, lambda ms: prompt_tokens(tokenizer, ms), budget)[0]
         got = fit(tokenizer, [dict(m) for m in messages], budget)
         if got == expected:
             continue
@@ -118,18 +110,6 @@ def _block_sizes(model) -> tuple[list[int], int]:
     return sizes, sum(p.numel() for n, p in model.named_parameters() if n.startswith("transformer.ln_f."))
 
 
-def budget_prefixes(model, budget: int) -> list[str]:
-    """The course's answer to 03.4: the final layer norm plus as many of the last blocks as fit in `budget`."""
-    sizes, used = _block_sizes(model)
-    chosen = []
-    for i in reversed(range(len(sizes))):
-        if used + sizes[i] > budget:
-            break
-        used += sizes[i]
-        chosen.append(f"transformer.h.{i}.")
-    return [*chosen, "transformer.ln_f."]
-
-
 def check_unfreeze_for_budget(choose: Callable, seed: int | None = None, cases: int = 6) -> bool:
     """03.4: on generated GPT-2 shapes (meta device: no memory) and budgets, `choose(model, budget)` returns
     prefixes that train the final layer norm and the most last blocks within the budget."""
@@ -152,7 +132,6 @@ def check_unfreeze_for_budget(choose: Callable, seed: int | None = None, cases: 
         trainable = freeze_all_but(model, prefixes)
         n = count_parameters(model)["trainable"]
         blocks = sorted({int(name.split(".")[2]) for name in trainable if name.startswith("transformer.h.")})
-        expected = budget_prefixes(model, budget)
         if n > budget:
             raise Mismatch(f"{case}: your prefixes train {n:,} parameters, over the budget")
         if any(not name.startswith(("transformer.h.", "transformer.ln_f.")) for name in trainable):
@@ -162,8 +141,9 @@ def check_unfreeze_for_budget(choose: Callable, seed: int | None = None, cases: 
         if blocks != list(range(config.n_layer - len(blocks), config.n_layer)):
             raise Mismatch(f"{case}: you train blocks {blocks}; partial fine-tuning trains the *last* blocks, "
                            "so the backward pass stops early")
-        if len(blocks) != len(expected) - 1:
-            raise Mismatch(f"{case}: you train {len(blocks)} block(s), but {len(expected) - 1} fit")
+        fit = next(k for k in range(config.n_layer, -1, -1) if norm + k * sizes[0] <= budget)  # blocks are equal
+        if len(blocks) != fit:
+            raise Mismatch(f"{case}: you train {len(blocks)} block(s), but {fit} fit")
     return True
 
 
@@ -287,15 +267,6 @@ def check_dpo_loss(loss_fn: Callable, seed: int | None = None, batches: int = 6,
 
 # --- 07.4 · the quantization that fits a memory budget -------------------------------------------------------------
 
-def pick_quant(table, budget_mb: float) -> str | None:
-    """The course's answer to 07.4: among the rows whose size_mb fits the budget, the best top1_agreement (the
-    smaller file on ties); None when nothing fits."""
-    fits = table[table["size_mb"] <= budget_mb]
-    if fits.empty:
-        return None
-    return fits.sort_values(["top1_agreement", "size_mb"], ascending=[False, True]).index[0]
-
-
 def quant_tables(rng: random.Random, n: int):
     """Generated benchmark tables: sizes shrink with fewer bits; agreement mostly does, with ties and surprises."""
     import pandas as pd
@@ -314,16 +285,18 @@ def quant_tables(rng: random.Random, n: int):
 
 
 def check_pick_quant(pick: Callable, benchmark=None, seed: int | None = None, cases: int = 30) -> bool:
-    """07.4: `pick(table, budget_mb)` equals pick_quant on generated tables and budgets, and on `benchmark`."""
+    """07.4: `pick(table, budget_mb)` names the row of best top1_agreement among those whose size_mb fits (the
+    smaller on ties; None when none fits), on generated tables and budgets, and on `benchmark`."""
     rng = random.Random(seed)
     tables = quant_tables(rng, cases) + ([benchmark[["size_mb", "top1_agreement"]]] if benchmark is not None else [])
     for table in tables:
         sizes = sorted(table["size_mb"])
         for budget in [sizes[0] / 2, *sizes, rng.uniform(sizes[0], sizes[-1] * 1.2)]:
-            mine, right = pick(table.copy(), budget), pick_quant(table, budget)
+            mine, fits = pick(table.copy(), budget), table[table["size_mb"] <= budget]
+            best = fits[fits["top1_agreement"] == fits["top1_agreement"].max()]  # the most faithful that fit
+            right = None if fits.empty else best["size_mb"].idxmin()  # ... and of those, the smallest
             if mine != right:
                 raise Mismatch(f"with a budget of {budget:.6f} MB (a size equal to it fits) and this table:\n"
-                               f"{table.to_string()}\nyou picked "
-                               f"{mine!r}, expected {right!r}")
+                               f"{table.to_string()}\nyou picked {mine!r}, expected {right!r}")
     return True
 

@@ -1,7 +1,7 @@
 """The manifest: what each notebook needs from the Hugging Face Hub per profile, read from the notebooks' own SETTINGS
 cells (utils.manifest knows which setting key holds what). Read by `make prefetch`, the stand-in and verify.
 
-Usage: python -m tools.hub.manifest [--profile cpu] [--nb 05] [--sizes]   (prints the list, or the README's sizes)
+Usage: python -m tools.hub.manifest [--profile cpu] [--nb 05]   (prints the list and each first download's size)
 """
 from __future__ import annotations
 
@@ -88,30 +88,16 @@ def unique(by_notebook: dict[str, list[Item]]) -> list[Item]:
     return [i for i in seen.values() if not (i.kind == "tokenizer" and i.id in models)]
 
 
-def _size(mb: float) -> str:
+def size_label(mb: float) -> str:
+    """MB as the tables print them: '—' for none, MB below a GB, else GB with one decimal."""
     return "—" if not mb else f"{mb / 1000:.1f} GB" if mb >= 1000 else f"{mb:.0f} MB"
-
-
-def sizes_table() -> str:
-    """The README's table of first-download sizes: per notebook for cpu and gpu, and each profile's total."""
-    lines = ["| notebook | cpu | gpu |", "| --- | --- | --- |"]
-    by_profile = {p: manifest(p) for p in ("cpu", "gpu")}
-    for stem in by_profile["cpu"]:
-        lines.append(f"| {stem[:2]} | " + " | ".join(_size(download_mb(by_profile[p][stem])) for p in by_profile)
-                     + " |")
-    totals = " | ".join(_size(download_mb(unique(by_profile[p]))) for p in by_profile)
-    return "\n".join([*lines, f"| all, each item once | {totals} |"])
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu", choices=PROFILES)
     parser.add_argument("--nb", action="append", help="notebook number or name (repeatable; default all)")
-    parser.add_argument("--sizes", action="store_true", help="print the README's table of first-download sizes")
     args = parser.parse_args(argv)
-    if args.sizes:
-        print(sizes_table())
-        return
     by_notebook = manifest(args.profile, args.nb)
     for stem, entries in by_notebook.items():
         print(f"{stem} [{args.profile}] first download ≈ {download_mb(entries) / 1000:.2f} GB")

@@ -227,6 +227,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tools import measurements
     from tools.hub import manifest
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -255,13 +256,16 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         rows.append(verify_one(nb, args.profile, out_dir, hf_home, args.timeout, args.t4, args.in_process))
         row = rows[-1]
+        if not row["error"]:
+            measurements.record(args.profile, nb.stem, row, f"tools.hub.verify{' --t4' if args.t4 else ''}")
         status = "FAILED: " + row["error"].strip().splitlines()[-1][:200] if row["error"] else "passed"
         print(f"[verify] {nb.stem}: {status} in {row['wall_s']} s; steps {row['train_steps']} × "
               f"{row['step_s_mean']} s, loads {row['load_s']} s, {row['gen_tok_s']} generated tok/s, "
               f"peak RSS {row['peak_rss_mb']} MB, peak GPU {row['peak_gpu_mb']} MB; projected full {args.profile} "
               f"run {row['projected_s']} s (on quiet cores, estimate: {row['projected_quiet_s']} s)", flush=True)
     (out_dir / "summary.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
-    print(f"[verify] measurements: {out_dir}/summary.json")
+    print(f"[verify] measurements: {out_dir}/summary.json; finished runs added to {measurements.FILE.name} (write the "
+          "README's table from it: python -m tools.measurements write)")
     return 1 if any(r["error"] for r in rows) else 0
 
 
