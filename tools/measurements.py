@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.hub.manifest import download_mb, manifest, size_label, unique
+from tools.hub.verify import SCALES
 from tools.notebooks import absolute_links
 from utils.paths import ROOT
 
@@ -27,8 +28,8 @@ KEEP = 6  # runs kept per notebook and profile: the newest
 QUIET_LOAD_PER_CORE = 1.25  # a run is on quiet cores when its load average stayed at or below this many per core
 MIN_RUNS = 3  # the cpu column gives a range only over at least this many quiet runs
 # What a verify row keeps (the rest, like its error text, stays in runs/verify-*/).
-ROW_KEYS = ("parameters", "seconds", "wall_s", "cores", "load_avg", "cpu_s", "train_steps", "step_s_mean",
-            "gen_tok_s", "peak_rss_mb", "peak_gpu_mb", "projected_s", "projected_quiet_s")
+ROW_KEYS = ("parameters", "seconds", "wall_s", "cores", "load_avg", "cpu_s", "train_steps", "step_s_mean", "train_s",
+            "generate_s", "gen_tok_s", "peak_rss_mb", "peak_gpu_mb", "projected_s", "projected_quiet_s")
 TIMES_TABLE = ("<!-- run times: python -m tools.measurements write -->\n", "<!-- /run times -->")
 CPU_RUNS = ("<!-- cpu runs: python -m tools.measurements write -->\n", "<!-- /cpu runs -->")
 LOAD_TEST = ("<!-- load test: python -m tools.measurements write -->\n", "<!-- /load test -->")
@@ -67,6 +68,12 @@ def quiet(run: dict[str, Any]) -> bool:
     return bool(run.get("load_avg")) and max(run["load_avg"]) <= QUIET_LOAD_PER_CORE * run.get("cores", 2)
 
 
+def lower_bound(run: dict[str, Any]) -> bool:
+    """True when the run cut a parameter whose cost the probes did not see (08 trains in processes it launches, 07
+    generates with llama.cpp): its projection is then the cut-down run's own time, a lower bound."""
+    return any(not run.get(cost) for name in run.get("parameters", {}) for _, cost, _ in SCALES[name])
+
+
 def _minutes(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
@@ -86,8 +93,12 @@ def cpu_summary(entry: dict[str, Any]) -> dict[str, Any] | None:
     used = calm if len(calm) >= MIN_RUNS else runs
     minutes = [r["projected_s"] / 60 for r in used]
     steps = [r["step_s_mean"] for r in used if r.get("step_s_mean")]
-    return {"runs": len(used), "quiet": len(calm) >= MIN_RUNS, "minutes": _span(minutes, ".1f") + " min"
-            if max(minutes) >= 1.5 else _span([m * 60 for m in minutes], ".0f") + " s",
+    at_least = "at least " if any(lower_bound(r) for r in used) else ""
+    n = len(used)
+    how = (f"{n} quiet runs" if len(calm) >= MIN_RUNS else f"{n} run{'s' * (n > 1)}, fewer than {MIN_RUNS}"
+           if n < MIN_RUNS else f"{n} runs, fewer than {MIN_RUNS} of them on quiet cores")
+    return {"runs": n, "quiet": len(calm) >= MIN_RUNS, "how": how, "minutes": at_least + (
+            _span(minutes, ".1f") + " min" if max(minutes) >= 1.5 else _span([m * 60 for m in minutes], ".0f") + " s"),
             "step_s": _span(steps, ".1f") + " s" if steps else "—",
             "loads": _span([x for r in used for x in r["load_avg"]], ".1f")}
 
@@ -96,8 +107,7 @@ def _cpu_cell(entry: dict[str, Any]) -> str:
     s = cpu_summary(entry)
     if s is None:
         return "not measured yet"
-    how = f"{s['runs']} run{'s' * (s['runs'] > 1)}" + ("" if s["quiet"] else ", not all on quiet cores")
-    return f"{s['minutes']} ({how}; load {s['loads']})"
+    return f"{s['minutes']} ({s['how']}; load {s['loads']})"
 
 
 def _downloads(profile: str) -> dict[str, str]:
@@ -129,9 +139,8 @@ def run_time_line(stem: str, entry: dict[str, Any]) -> str:
     smoke = entry.get("smoke", [])
     s = cpu_summary(entry)
     notes = entry["notes"]
-    cpu = (f"cpu {s['minutes']} on 2 cores (projected from {s['runs']} cut-down runs against the Hub stand-in"
-           f"{'' if s['quiet'] else ', not all on quiet cores'}), plus a first download of "
-           f"{_downloads('cpu')[stem]}" if s else "cpu not measured yet")
+    cpu = (f"cpu {s['minutes']} on 2 cores (projected from cut-down runs against the Hub stand-in: {s['how']}), "
+           f"plus a first download of {_downloads('cpu')[stem]}" if s else "cpu not measured yet")
     parts = [f"smoke {_minutes(smoke[-1]['seconds']) if smoke else 'not measured yet'} on 2 CPU cores, offline"
              + (f" ({notes['smoke']})" if notes.get("smoke") else ""),
              cpu + (f" ({notes['cpu']})" if notes.get("cpu") else ""),
@@ -148,9 +157,10 @@ def cpu_runs_table(data: dict[str, Any]) -> str:
         for r in entry.get("cpu", []):
             steps = f"{r['train_steps']} × {r['step_s_mean']:.1f}" if r.get("train_steps") else "—"
             tok_s = f"{r['gen_tok_s']:.0f}" if r.get("gen_tok_s") else "—"
+            full = ("≥ " if lower_bound(r) else "") + _minutes(r["projected_s"])
             lines.append(f"| {stem[:2]} | {r['date']} | {_minutes(r['seconds'])}, {r['parameters'] or 'as set'} | "
                          f"{steps} | {tok_s} | {r['peak_rss_mb'] / 1024:.1f} GB | "
-                         f"{' → '.join(map(str, r['load_avg']))} | {_minutes(r['projected_s'])} | "
+                         f"{' → '.join(map(str, r['load_avg']))} | {full} | "
                          f"{'yes' if quiet(r) else 'no'} |")
     return "\n".join(lines)
 
