@@ -9,7 +9,8 @@ from tools import measurements
 
 def run(projected_s: float, load: list[float], step_s: float = 2.0) -> dict:
     return {"parameters": {"MAX_STEPS": 4}, "seconds": 60.0, "cores": 2, "load_avg": load, "train_steps": 4,
-            "step_s_mean": step_s, "train_s": 4 * step_s, "gen_tok_s": 20.0, "peak_rss_mb": 2048.0, "projected_s": projected_s}
+            "step_s_mean": step_s, "train_s": 4 * step_s, "gen_tok_s": 20.0, "peak_rss_mb": 2048.0,
+            "projected_s": projected_s}
 
 
 def test_the_readme_the_operations_page_and_every_run_time_line_are_written_from_the_file():
