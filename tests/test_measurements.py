@@ -32,8 +32,9 @@ def test_the_cpu_column_is_a_range_over_quiet_runs_and_says_when_it_is_not():
                        "loads": "1.0–2.4"}
     busy = measurements.cpu_summary({"cpu": entry["cpu"][2:]})  # one quiet run: all runs, and it says so
     assert busy["runs"] == 2 and not busy["quiet"] and busy["minutes"] == "7.2–15.0 min"
-    assert "2 runs, fewer than 3;" in measurements._cpu_cell({"cpu": entry["cpu"][2:]})
-    assert "4 runs, fewer than 3 of them on quiet cores" in measurements._cpu_cell({"cpu": entry["cpu"][2:] * 2})
+    assert "2 runs, fewer than 3;" in measurements._cpu_cell(measurements.cpu_summary({"cpu": entry["cpu"][2:]}))
+    assert "4 runs, fewer than 3 of them on quiet cores" in measurements._cpu_cell(
+        measurements.cpu_summary({"cpu": entry["cpu"][2:] * 2}))
     assert measurements.cpu_summary({"cpu": []}) is None
 
 
@@ -54,8 +55,8 @@ def test_a_notebook_line_and_the_table_carry_the_same_figures():
     data = copy.deepcopy(measurements.load())
     entry = data["notebooks"]["03_full_finetune_gpt2"]
     entry["cpu"] = [run(400, [1.0, 2.0]), run(460, [2.4, 2.0]), run(430, [1.5, 1.8])]
-    line = measurements.run_time_line("03_full_finetune_gpt2", entry)
-    table = measurements.times_table(data)
+    line = measurements.run_time_line(entry, "363 MB")
+    table = measurements.times_table(data, measurements._downloads("cpu"), measurements._downloads("gpu"))
     row = next(r for r in table.splitlines() if r.startswith("| 03 |"))
     assert "6.7–7.7 min" in line and "6.7–7.7 min" in row and "3 quiet runs" in line and "3 quiet runs" in row
     assert f"smoke {measurements._minutes(entry['smoke'][-1]['seconds'])}" in line

@@ -103,8 +103,7 @@ def cpu_summary(entry: dict[str, Any]) -> dict[str, Any] | None:
             "loads": _span([x for r in used for x in r["load_avg"]], ".1f")}
 
 
-def _cpu_cell(entry: dict[str, Any]) -> str:
-    s = cpu_summary(entry)
+def _cpu_cell(s: dict[str, Any] | None) -> str:
     if s is None:
         return "not measured yet"
     return f"{s['minutes']} ({s['how']}; load {s['loads']})"
@@ -117,31 +116,32 @@ def _downloads(profile: str) -> dict[str, str]:
             "all": size_label(download_mb(unique(by_nb)))}
 
 
-def times_table(data: dict[str, Any]) -> str:
+def _smoke(entry: dict[str, Any]) -> str:
+    return _minutes(entry["smoke"][-1]["seconds"]) if entry.get("smoke") else "not measured yet"
+
+
+def times_table(data: dict[str, Any], cpu_mb: dict[str, str], gpu_mb: dict[str, str]) -> str:
     """The README's table: per notebook its smoke time, the cpu range and per-step time, the gpu estimate and the
-    first download of each profile."""
-    cpu_mb, gpu_mb = _downloads("cpu"), _downloads("gpu")
+    first download of each profile (`_downloads`)."""
     lines = ["| notebook | smoke (CI) | cpu, 2 cores, projected full run | cpu s per training step | "
              "gpu, T4 (estimate) | first download cpu / gpu |", "| --- | --- | --- | --- | --- | --- |"]
     for stem, entry in data["notebooks"].items():
-        smoke = entry.get("smoke", [])
         summary = cpu_summary(entry)
-        lines.append(f"| {stem[:2]} | {_minutes(smoke[-1]['seconds']) if smoke else 'not measured yet'} | "
-                     f"{_cpu_cell(entry)} | {summary['step_s'] if summary else '—'} | {entry['gpu_estimate']} | "
+        lines.append(f"| {stem[:2]} | {_smoke(entry)} | {_cpu_cell(summary)} | "
+                     f"{summary['step_s'] if summary else '—'} | {entry['gpu_estimate']} | "
                      f"{cpu_mb[stem]} / {gpu_mb[stem]} |")
     smoke_all = sum(e["smoke"][-1]["seconds"] for e in data["notebooks"].values() if e.get("smoke"))
     lines.append(f"| all | {_minutes(smoke_all)} | | | | {cpu_mb['all']} / {gpu_mb['all']} (each item once) |")
     return "\n".join(lines)
 
 
-def run_time_line(stem: str, entry: dict[str, Any]) -> str:
+def run_time_line(entry: dict[str, Any], cpu_download: str) -> str:
     """A notebook's "Run time" paragraph, from the same figures as the README's table."""
-    smoke = entry.get("smoke", [])
     s = cpu_summary(entry)
     notes = entry["notes"]
     cpu = (f"cpu {s['minutes']} on 2 cores (projected from cut-down runs against the Hub stand-in: {s['how']}), "
-           f"plus a first download of {_downloads('cpu')[stem]}" if s else "cpu not measured yet")
-    parts = [f"smoke {_minutes(smoke[-1]['seconds']) if smoke else 'not measured yet'} on 2 CPU cores, offline"
+           f"plus a first download of {cpu_download}" if s else "cpu not measured yet")
+    parts = [f"smoke {_smoke(entry)} on 2 CPU cores, offline"
              + (f" ({notes['smoke']})" if notes.get("smoke") else ""),
              cpu + (f" ({notes['cpu']})" if notes.get("cpu") else ""),
              f"gpu {entry['gpu_estimate']}" + (f" ({notes['gpu']})" if notes.get("gpu") else "")]
@@ -198,7 +198,9 @@ def rendered(data: dict[str, Any]) -> dict[Path, str]:
     """Each file written from the measurements, as it should read now."""
     out = {}
     readme, ops = ROOT / "README.md", ROOT / "docs" / "operations.md"
-    out[readme] = _replace_block(readme.read_text(encoding="utf-8"), TIMES_TABLE, times_table(data), "README.md")
+    cpu_mb, gpu_mb = _downloads("cpu"), _downloads("gpu")  # each reads every notebook's SETTINGS: once a render
+    out[readme] = _replace_block(readme.read_text(encoding="utf-8"), TIMES_TABLE, times_table(data, cpu_mb, gpu_mb),
+                                 "README.md")
     out[ops] = _replace_block(ops.read_text(encoding="utf-8"), CPU_RUNS, cpu_runs_table(data), "docs/operations.md")
     serving = ROOT / "docs" / "serving.md"
     out[serving] = _replace_block(serving.read_text(encoding="utf-8"), LOAD_TEST, load_test_table(data),
@@ -206,11 +208,11 @@ def rendered(data: dict[str, Any]) -> dict[Path, str]:
     for stem, entry in data["notebooks"].items():
         path = ROOT / f"{stem}.ipynb"
         nb = json.loads(path.read_text(encoding="utf-8"))
-        header = next(c for c in nb["cells"] if c["cell_type"] == "markdown" and RUN_TIME_LINE.search("".join(
-            c["source"])))
-        text = "".join(header["source"])
-        found = RUN_TIME_LINE.search(text)
-        header["source"] = (text[:found.start()] + run_time_line(stem, entry) + text[found.end():]).splitlines(True)
+        header, found = next((c, m) for c in nb["cells"] if c["cell_type"] == "markdown"
+                             for m in [RUN_TIME_LINE.search("".join(c["source"]))] if m)
+        text = found.string
+        header["source"] = (text[:found.start()] + run_time_line(entry, cpu_mb[stem]) + text[found.end():]
+                            ).splitlines(True)
         out[path] = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
     return out
 
